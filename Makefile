@@ -1,0 +1,38 @@
+.DEFAULT_GOAL := all
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: all bootstrap run test lint format typecheck bench clean
+
+all: lint typecheck test
+
+bootstrap:
+	@scripts/bootstrap
+
+# Runs an example program in a fresh sandbox (bootstrapping first: venv, Docker, image).
+run: bootstrap
+	$(BIN)/assay doctor
+	$(BIN)/assay run examples/hello.py
+
+# Every test: unit, integration and security, against the real Docker engine.
+test: bootstrap
+	$(BIN)/pytest
+
+lint:
+	@ASSAY_BOOTSTRAP_SKIP_IMAGE=1 scripts/bootstrap
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+format:
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+typecheck:
+	@ASSAY_BOOTSTRAP_SKIP_IMAGE=1 scripts/bootstrap
+	$(BIN)/mypy
+
+bench: bootstrap
+	$(BIN)/python bench/engine_latency.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache test-artifacts

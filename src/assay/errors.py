@@ -1,0 +1,98 @@
+"""Assay's exception tree.
+
+Every error Assay raises on purpose derives from :class:`AssayError` and carries a
+stable machine-readable ``code`` (used in HTTP error bodies, so a remote client can
+turn a code back into the same class)::
+
+    AssayError
+    ├── ConfigurationError              settings that cannot work together
+    ├── ExecutionError                  execution_engine: the sandbox itself failed
+    │   ├── InvalidRequestError         a request breaks a limit or the schema (the caller's fault)
+    │   ├── EngineUnavailableError      the Docker daemon does not answer
+    │   ├── SandboxImageNotFoundError   the sandbox image is not built
+    │   ├── RuntimeNotAvailableError    the configured OCI runtime is not installed
+    │   └── SandboxError                a sandbox broke in an unexpected way
+    └── ImageBuildError                 `assay image build` could not build the image
+
+What user code does (non-zero exit, timeout, running out of memory, flooding its
+output) is never an exception: it is a verdict in the ``ExecutionResult``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AssayError",
+    "ConfigurationError",
+    "EngineUnavailableError",
+    "ExecutionError",
+    "ImageBuildError",
+    "InvalidRequestError",
+    "RuntimeNotAvailableError",
+    "SandboxError",
+    "SandboxImageNotFoundError",
+]
+
+
+class AssayError(Exception):
+    """Root of every error Assay raises deliberately."""
+
+    code = "assay_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigurationError(AssayError):
+    """Settings that are invalid or cannot work together."""
+
+    code = "configuration_error"
+
+
+class ExecutionError(AssayError):
+    """Base for failures of the execution engine (never of the user's program)."""
+
+    code = "execution_error"
+
+
+class InvalidRequestError(ExecutionError):
+    """The execution request breaks the schema or a configured limit.
+
+    ``field`` names the offending request field, when there is one.
+    """
+
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class EngineUnavailableError(ExecutionError):
+    """The container engine (the Docker daemon) cannot be reached."""
+
+    code = "engine_unavailable"
+
+
+class SandboxImageNotFoundError(ExecutionError):
+    """The sandbox image the engine is configured to use does not exist."""
+
+    code = "image_not_found"
+
+
+class RuntimeNotAvailableError(ExecutionError):
+    """The configured OCI runtime (for example ``runsc``) is not registered with Docker."""
+
+    code = "runtime_not_available"
+
+
+class SandboxError(ExecutionError):
+    """A sandbox failed in a way that is neither the user's program nor a known engine fault."""
+
+    code = "sandbox_error"
+
+
+class ImageBuildError(AssayError):
+    """Building the sandbox image failed."""
+
+    code = "image_build_error"

@@ -1,0 +1,214 @@
+"""The only module that imports the Docker SDK.
+
+:class:`DockerDaemon` is a thin, synchronous, thread-safe wrapper over the low-level API
+that translates every Docker error into Assay's exception tree at this boundary.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import socket
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from assay.errors import (
+    EngineUnavailableError,
+    ExecutionError,
+    ImageBuildError,
+    RuntimeNotAvailableError,
+    SandboxError,
+    SandboxImageNotFoundError,
+)
+
+__all__ = ["DockerDaemon"]
+
+logger = logging.getLogger(__name__)
+
+START_DOCKER_HINT = (
+    "start it with `scripts/bootstrap` (root on Debian/Ubuntu: installs docker.io and runs "
+    "`dockerd --bridge=none`), or point DOCKER_HOST / ASSAY_EXECUTION__DOCKER_HOST at a running one"
+)
+
+
+class DockerDaemon:
+    """A connection to one Docker daemon. Every method may raise
+    :class:`EngineUnavailableError` when the daemon stops answering."""
+
+    def __init__(self, base_url: str | None, *, timeout: float, pool_size: int = 32) -> None:
+        self._where = base_url or "the default Docker socket"
+        try:
+            if base_url is None:
+                self._client = docker.from_env(timeout=int(timeout), max_pool_size=pool_size)
+            else:
+                self._client = docker.DockerClient(
+                    base_url=base_url, timeout=int(timeout), max_pool_size=pool_size
+                )
+            self._api = self._client.api
+        except docker.errors.DockerException as exc:
+            raise EngineUnavailableError(
+                f"Docker daemon not reachable at {self._where} ({_short(exc)}); {START_DOCKER_HINT}"
+            ) from exc
+
+    @contextmanager
+    def _translated(self, image: str | None = None) -> Iterator[None]:
+        try:
+            yield
+        except docker.errors.ImageNotFound as exc:
+            raise SandboxImageNotFoundError(
+                f"sandbox image {image!r} not found; build it with `assay image build`"
+            ) from exc
+        except docker.errors.APIError as exc:
+            text = str(exc.explanation or exc)
+            if "runtime" in text and ("unknown" in text or "invalid" in text):
+                raise RuntimeNotAvailableError(
+                    f"OCI runtime not available: {text}; install it and register it in "
+                    "/etc/docker/daemon.json, or unset ASSAY_EXECUTION__RUNTIME"
+                ) from exc
+            raise SandboxError(f"Docker refused: {text}") from exc
+        except (requests.exceptions.ConnectionError, ConnectionError) as exc:
+            raise EngineUnavailableError(
+                f"Docker daemon at {self._where} stopped answering ({_short(exc)}); "
+                f"{START_DOCKER_HINT}"
+            ) from exc
+        except requests.exceptions.RequestException as exc:
+            raise SandboxError(f"Docker API call failed: {_short(exc)}") from exc
+        except docker.errors.DockerException as exc:
+            raise SandboxError(f"Docker error: {_short(exc)}") from exc
+
+    # -- daemon --------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        with self._translated():
+            self._api.ping()
+
+    def version(self) -> Mapping[str, Any]:
+        with self._translated():
+            return dict(self._api.version())
+
+    def runtimes(self) -> list[str]:
+        with self._translated():
+            return sorted(self._api.info().get("Runtimes", {}))
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- images --------------------------------------------------------------------------
+
+    def image_labels(self, name: str) -> dict[str, str] | None:
+        """Labels of image ``name``, or None when it does not exist."""
+        with self._translated(name):
+            try:
+                attrs = self._api.inspect_image(name)
+            except docker.errors.ImageNotFound:
+                return None
+        return dict((attrs.get("Config") or {}).get("Labels") or {})
+
+    def import_rootfs(self, tarball: str, repository: str, tag: str, changes: list[str]) -> None:
+        """``docker import``: make an image from a root filesystem tarball."""
+        try:
+            with self._translated():
+                self._api.import_image_from_file(
+                    tarball, repository=repository, tag=tag, changes=changes
+                )
+        except ExecutionError as exc:
+            raise ImageBuildError(f"docker import failed: {exc}") from exc
+
+    def build(self, dockerfile: str, tag: str) -> list[str]:
+        """Build ``dockerfile`` (no context files, no network); returns the build log."""
+        context = io.BytesIO(dockerfile.encode())
+        log: list[str] = []
+        try:
+            with self._translated():
+                for chunk in self._api.build(
+                    fileobj=context, tag=tag, rm=True, forcerm=True, network_mode="none",
+                    decode=True,
+                ):
+                    if "error" in chunk:
+                        raise ImageBuildError(f"docker build failed: {chunk['error']}")
+                    if "stream" in chunk:
+                        log.append(chunk["stream"])
+        except ExecutionError as exc:
+            raise ImageBuildError(f"docker build failed: {exc}") from exc
+        return log
+
+    # -- containers ----------------------------------------------------------------------
+
+    def create_container(self, image: str, **config: Any) -> str:
+        with self._translated(image):
+            created = self._api.create_container(image, **config)
+        return str(created["Id"])
+
+    def host_config(self, **options: Any) -> dict[str, Any]:
+        with self._translated():
+            return dict(self._api.create_host_config(**options))
+
+    def log_config_none(self) -> dict[str, Any]:
+        return {"Type": "none", "Config": {}}
+
+    def attach(self, container_id: str) -> socket.socket:
+        """Attach stdin, stdout and stderr; returns the raw (multiplexed) socket."""
+        with self._translated():
+            wrapped = self._api.attach_socket(
+                container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            )
+        raw = getattr(wrapped, "_sock", wrapped)
+        if not isinstance(raw, socket.socket):
+            raise SandboxError(f"unexpected attach transport {type(raw).__name__}")
+        return raw
+
+    def start(self, container_id: str) -> None:
+        with self._translated():
+            self._api.start(container_id)
+
+    def kill(self, container_id: str) -> None:
+        """SIGKILL the container; no error if it has already stopped."""
+        with self._translated():
+            try:
+                self._api.kill(container_id)
+            except docker.errors.APIError as exc:
+                if exc.status_code in (404, 409):
+                    return
+                raise
+
+    def wait(self, container_id: str, timeout: float) -> int:
+        with self._translated():
+            return int(self._api.wait(container_id, timeout=timeout)["StatusCode"])
+
+    def state(self, container_id: str) -> Mapping[str, Any]:
+        with self._translated():
+            return dict(self._api.inspect_container(container_id)["State"])
+
+    def remove(self, container_id: str) -> None:
+        """Force-remove the container; no error if it is already gone."""
+        with self._translated():
+            try:
+                self._api.remove_container(container_id, force=True, v=True)
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409 and "already in progress" in str(exc.explanation):
+                    return
+                raise
+
+    def container_ids(self, labels: Mapping[str, str]) -> list[str]:
+        """Ids of every container (running or not) carrying all ``labels``."""
+        filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
+        with self._translated():
+            return [c["Id"] for c in self._api.containers(all=True, filters=filters)]
+
+    def containers_labelled(self, key: str) -> list[tuple[str, dict[str, str]]]:
+        """(id, labels) of every container that has label ``key`` at all."""
+        with self._translated():
+            found = self._api.containers(all=True, filters={"label": [key]})
+        return [(c["Id"], dict(c.get("Labels") or {})) for c in found]
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__

@@ -1,0 +1,414 @@
+"""Runs each program in a fresh, locked-down Docker container.
+
+One execution, start to end (all blocking Docker calls run on a worker thread):
+
+1. create a container: no network, read-only root, tmpfs working directory and /tmp, non-root
+   user, no capabilities, no-new-privileges, default seccomp, pids/memory/CPU/ulimit caps, no
+   log driver, labelled with this engine's id;
+2. attach to its stdin/stdout/stderr, start it, and stream the program in through stdin (no
+   host path is ever mounted) to the sandbox's own PID 1 (``sandbox_init.py``);
+3. read output as it comes, enforcing the output cap and the wall-clock deadline; on either,
+   SIGKILL the container, which ends every process in it;
+4. read the verdict (exit status, OOM flag, the supervisor's trailer) and remove the container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import secrets
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Literal, TypeVar
+
+from assay.config import ExecutionSettings
+from assay.errors import (
+    EngineUnavailableError,
+    ExecutionError,
+    RuntimeNotAvailableError,
+    SandboxError,
+    SandboxImageNotFoundError,
+)
+from assay.execution_engine.docker_client import DockerDaemon
+from assay.execution_engine.interface import EngineHealth, ExecutionInterface, OutputCallback
+from assay.execution_engine.models import (
+    MAIN_FILE,
+    ExecutionRequest,
+    ExecutionResult,
+    ExecutionStatus,
+    ResolvedRequest,
+    resolve_request,
+)
+from assay.execution_engine.output import OutputCollector
+
+__all__ = ["LABEL_ENGINE", "LABEL_MANAGED", "SANDBOX_UID", "DockerEngine", "encode_payload"]
+
+logger = logging.getLogger(__name__)
+
+LABEL_MANAGED = "assay.managed"
+LABEL_ENGINE = "assay.engine"
+LABEL_RUN = "assay.run"
+SANDBOX_UID = 10001
+WORKDIR = "/workspace"
+SANDBOX_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": WORKDIR,
+    "LANG": "C.UTF-8",
+    "PYTHONUNBUFFERED": "1",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
+_INLINE_WRITE_LIMIT = 64 * 1024
+_FRAME_HEADER = struct.Struct(">BxxxI")
+_STREAMS: dict[int, Literal["stdout", "stderr"]] = {1: "stdout", 2: "stderr"}
+
+_T = TypeVar("_T")
+Outcome = Literal["exited", "timeout", "output_limit", "cancelled"]
+
+
+@functools.cache
+def _init_source() -> str:
+    return (resources.files("assay.execution_engine") / "sandbox_init.py").read_text()
+
+
+def encode_payload(files: dict[str, str], nonce: str) -> bytes:
+    """The header ``sandbox_init.py`` reads from stdin before the program's own stdin."""
+    header = json.dumps({"files": files, "nonce": nonce}, ensure_ascii=False).encode()
+    return b"ASSAY1" + b"%010d" % len(header) + header
+
+
+@dataclass(slots=True)
+class _Run:
+    request: ResolvedRequest
+    emit: Callable[[Literal["stdout", "stderr"], bytes], None] | None
+    run_id: str = field(default_factory=lambda: secrets.token_hex(8))
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    container_id: str | None = None
+
+
+class DockerEngine(ExecutionInterface):
+    """A fresh container per execution on a local (or ``DOCKER_HOST``) Docker engine."""
+
+    def __init__(self, settings: ExecutionSettings, *, max_parallel: int = 64) -> None:
+        self._settings = settings
+        self._threads = ThreadPoolExecutor(max_parallel, thread_name_prefix="assay-docker")
+        self._daemon: DockerDaemon | None = None
+        self._start_lock = asyncio.Lock()
+        self._active: dict[str, _Run] = {}
+        self._closed = False
+
+    @property
+    def settings(self) -> ExecutionSettings:
+        return self._settings
+
+    async def start(self) -> None:
+        """Connect, check the image (and runtime), and remove this engine's orphans.
+
+        Idempotent; ``execute`` calls it on first use.
+
+        Raises:
+            EngineUnavailableError, SandboxImageNotFoundError, RuntimeNotAvailableError.
+        """
+        async with self._start_lock:
+            if self._daemon is not None:
+                return
+            self._daemon = await self._in_thread(self._connect)
+
+    def _connect(self) -> DockerDaemon:
+        settings = self._settings
+        daemon = DockerDaemon(settings.docker_host, timeout=settings.docker_api_timeout_seconds)
+        try:
+            if daemon.image_labels(settings.image) is None:
+                raise SandboxImageNotFoundError(
+                    f"sandbox image {settings.image!r} not found; build it with `assay image build`"
+                )
+            if settings.runtime and settings.runtime not in daemon.runtimes():
+                raise RuntimeNotAvailableError(
+                    f"OCI runtime {settings.runtime!r} is not registered with Docker "
+                    f"(have: {', '.join(daemon.runtimes())}); install it or unset "
+                    "ASSAY_EXECUTION__RUNTIME"
+                )
+            orphans = daemon.container_ids({LABEL_ENGINE: settings.engine_id})
+            for container_id in orphans:
+                daemon.remove(container_id)
+            if orphans:
+                logger.warning("removed %d orphaned sandbox container(s)", len(orphans))
+        except BaseException:
+            daemon.close()
+            raise
+        return daemon
+
+    async def execute(
+        self, request: ExecutionRequest, *, on_output: OutputCallback | None = None
+    ) -> ExecutionResult:
+        if self._closed:
+            raise SandboxError("engine is closed")
+        resolved = resolve_request(request, self._settings)
+        await self.start()
+        emit = None
+        if on_output is not None:
+            loop = asyncio.get_running_loop()
+            callback = on_output
+
+            def emit(stream: Literal["stdout", "stderr"], data: bytes) -> None:
+                loop.call_soon_threadsafe(callback, stream, data)
+
+        run = _Run(resolved, emit)
+        self._active[run.run_id] = run
+        future = asyncio.get_running_loop().run_in_executor(self._threads, self._run, run)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            await self._in_thread(self._cancel, run)
+            try:
+                await future
+            except (ExecutionError, _Cancelled):
+                pass
+            raise
+        finally:
+            self._active.pop(run.run_id, None)
+
+    async def check_health(self) -> EngineHealth:
+        try:
+            await self.start()
+            daemon = self._require_daemon()
+            version = await self._in_thread(daemon.version)
+        except ExecutionError as exc:
+            return EngineHealth(healthy=False, detail=exc.message)
+        return EngineHealth(
+            healthy=True,
+            detail="ok",
+            facts={
+                "engine": "docker",
+                "docker_version": str(version.get("Version", "?")),
+                "api_version": str(version.get("ApiVersion", "?")),
+                "image": self._settings.image,
+                "runtime": self._settings.runtime or "default",
+            },
+        )
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for run in list(self._active.values()):
+            await self._in_thread(self._cancel, run)
+        self._threads.shutdown(wait=True)
+        if self._daemon is not None:
+            self._daemon.close()
+
+    # -- the blocking part, on a worker thread --------------------------------------------
+
+    async def _in_thread(self, func: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, func, *args)
+
+    def _require_daemon(self) -> DockerDaemon:
+        if self._daemon is None:
+            raise EngineUnavailableError("engine not started")
+        return self._daemon
+
+    def _cancel(self, run: _Run) -> None:
+        run.cancelled.set()
+        if run.container_id is not None:
+            try:
+                self._require_daemon().kill(run.container_id)
+            except ExecutionError as exc:
+                logger.warning("could not kill sandbox %s: %s", run.container_id[:12], exc)
+
+    def _run(self, run: _Run) -> ExecutionResult:
+        daemon = self._require_daemon()
+        nonce = secrets.token_hex(16)
+        run.container_id = daemon.create_container(self._settings.image, **self._config(run))
+        try:
+            return self._supervise(daemon, run, nonce)
+        finally:
+            try:
+                daemon.remove(run.container_id)
+            except ExecutionError as exc:
+                logger.warning("could not remove sandbox %s: %s", run.container_id[:12], exc)
+
+    def _supervise(self, daemon: DockerDaemon, run: _Run, nonce: str) -> ExecutionResult:
+        assert run.container_id is not None
+        request = run.request
+        if run.cancelled.is_set():
+            raise _Cancelled
+        files = {MAIN_FILE: request.code, **request.files}
+        payload = encode_payload(files, nonce) + request.stdin
+        collector = OutputCollector(limit=request.output_limit_bytes, nonce=nonce)
+        sock = daemon.attach(run.container_id)
+        writer = None
+        try:
+            daemon.start(run.container_id)
+            started = time.monotonic()
+            writer = _write_stdin(sock, payload)
+            outcome = _pump(sock, run, collector, started + request.timeout_seconds)
+            duration = time.monotonic() - started
+        finally:
+            # Shut down before any kill: Docker will not finish a container whose output it is
+            # still handing to an attached reader that stopped reading. (close() alone would
+            # wait for docker-py's references to the socket to go.)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+            if writer is not None:
+                writer.join(timeout=5)
+        if outcome != "exited":
+            daemon.kill(run.container_id)
+        if outcome == "cancelled":
+            raise _Cancelled
+        exit_code = daemon.wait(run.container_id, timeout=self._settings.docker_api_timeout_seconds)
+        oom_killed = bool(daemon.state(run.container_id).get("OOMKilled"))
+        return _verdict(outcome, exit_code, oom_killed, collector, duration)
+
+    def _config(self, run: _Run) -> dict[str, Any]:
+        settings, request = self._settings, run.request
+        daemon = self._require_daemon()
+        uid = SANDBOX_UID
+        host_config = daemon.host_config(
+            network_mode="none",
+            read_only=True,
+            tmpfs={
+                WORKDIR: f"rw,nosuid,nodev,size={settings.workspace_size_mb}m,"
+                f"uid={uid},gid={uid},mode=0700",
+                "/tmp": f"rw,nosuid,nodev,noexec,size={settings.tmp_size_mb}m,mode=1777",
+            },
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges:true"],
+            pids_limit=settings.pids_limit,
+            mem_limit=f"{request.memory_mb}m",
+            memswap_limit=f"{request.memory_mb}m",
+            nano_cpus=round(request.cpus * 1e9),
+            ulimits=[
+                {"name": "nofile", "soft": settings.open_files_limit, "hard": settings.open_files_limit},
+                {"name": "fsize", "soft": _fsize(settings), "hard": _fsize(settings)},
+                {"name": "core", "soft": 0, "hard": 0},
+            ],
+            ipc_mode="private",
+            shm_size=f"{settings.shm_size_mb}m",
+            log_config={"type": "none", "config": {}},
+            oom_score_adj=500,
+        )
+        return {
+            "command": ["python3", "-I", "-S", "-c", _init_source(), "python3", MAIN_FILE],
+            "user": f"{uid}:{uid}",
+            "hostname": "sandbox",
+            "working_dir": WORKDIR,
+            "environment": SANDBOX_ENV,
+            "stdin_open": True,
+            "labels": {
+                LABEL_MANAGED: "true",
+                LABEL_ENGINE: settings.engine_id,
+                LABEL_RUN: run.run_id,
+            },
+            "host_config": host_config,
+            "runtime": settings.runtime,
+        }
+
+
+class _Cancelled(Exception):
+    """The awaiting task was cancelled; the sandbox is being torn down."""
+
+
+def _fsize(settings: ExecutionSettings) -> int:
+    return max(settings.workspace_size_mb, settings.tmp_size_mb) * 1024 * 1024
+
+
+def _write_stdin(sock: socket.socket, payload: bytes) -> threading.Thread | None:
+    """Send the payload and close our writing side (the program then sees EOF on stdin).
+
+    Large payloads go from a thread, so a program that writes before reading cannot deadlock
+    against us."""
+
+    def send() -> None:
+        try:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the program exited without reading all of its stdin
+
+    if len(payload) <= _INLINE_WRITE_LIMIT:
+        send()
+        return None
+    thread = threading.Thread(target=send, name="assay-stdin", daemon=True)
+    thread.start()
+    return thread
+
+
+def _pump(sock: socket.socket, run: _Run, collector: OutputCollector, deadline: float) -> Outcome:
+    """Demultiplex Docker's attach stream until EOF, the deadline, the cap, or cancellation."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    pending = bytearray()
+    while True:
+        if run.cancelled.is_set():
+            return "cancelled"
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return "timeout"
+        if not poller.poll(min(remaining, 0.5) * 1000):
+            continue
+        try:
+            chunk = sock.recv(256 * 1024)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            return "cancelled" if run.cancelled.is_set() else "exited"
+        pending += chunk
+        while len(pending) >= _FRAME_HEADER.size:
+            kind, size = _FRAME_HEADER.unpack_from(pending)
+            end = _FRAME_HEADER.size + size
+            if len(pending) < end:
+                break
+            data = bytes(pending[_FRAME_HEADER.size : end])
+            del pending[:end]
+            stream = _STREAMS.get(kind)
+            if stream is None:
+                continue
+            if not collector.feed(stream, data):
+                return "output_limit"
+            if run.emit is not None:
+                run.emit(stream, data)
+
+
+def _verdict(
+    outcome: Outcome,
+    exit_code: int,
+    oom_killed: bool,
+    collector: OutputCollector,
+    duration: float,
+) -> ExecutionResult:
+    output = collector.finish()
+    trailer = output.trailer
+    common: dict[str, Any] = {
+        "stdout": output.stdout.decode(errors="replace"),
+        "stderr": output.stderr.decode(errors="replace"),
+        "stdout_truncated": output.stdout_truncated,
+        "stderr_truncated": output.stderr_truncated,
+        "duration_seconds": round(duration, 6),
+        "cpu_time_seconds": trailer.cpu_time_seconds if trailer else None,
+        "peak_memory_bytes": trailer.peak_memory_bytes if trailer else None,
+    }
+    killed = {"exit_code": None, "signal": 9}
+    if outcome == "timeout":
+        return ExecutionResult(status=ExecutionStatus.TIMEOUT, **killed, **common)
+    if outcome == "output_limit" or output.over_limit:
+        return ExecutionResult(status=ExecutionStatus.OUTPUT_LIMIT, **killed, **common)
+    if trailer is not None and trailer.setup_error:
+        return ExecutionResult(status=ExecutionStatus.ERROR, error=trailer.setup_error, **common)
+    if trailer is not None and trailer.exit_code is not None:
+        code, signal = trailer.exit_code, trailer.signal
+    else:  # PID 1 itself died (the program killed it): only Docker's exit code is left
+        code, signal = exit_code, exit_code - 128 if 128 < exit_code <= 192 else None
+    if oom_killed:
+        return ExecutionResult(status=ExecutionStatus.OOM, exit_code=code, signal=signal, **common)
+    status = ExecutionStatus.COMPLETED if code == 0 else ExecutionStatus.FAILED
+    return ExecutionResult(status=status, exit_code=code, signal=signal, **common)

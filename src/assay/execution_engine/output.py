@@ -1,0 +1,135 @@
+"""Collecting a sandbox's output under a cap, and reading the supervisor's trailer.
+
+Pure functions and values, no I/O: the Docker engine feeds decoded stream chunks in.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["TRAILER_RESERVE", "CollectedOutput", "OutputCollector", "Trailer", "trailer_marker"]
+
+Stream = Literal["stdout", "stderr"]
+
+#: Room kept beyond the user's cap for the supervisor's trailer line.
+TRAILER_RESERVE = 512
+
+
+def trailer_marker(nonce: str) -> bytes:
+    return b"\x00ASSAY-TRAILER-" + nonce.encode() + b":"
+
+
+@dataclass(frozen=True, slots=True)
+class Trailer:
+    """What the sandbox's PID 1 reported about the program it ran."""
+
+    exit_code: int | None = None
+    signal: int | None = None
+    cpu_time_seconds: float | None = None
+    peak_memory_bytes: int | None = None
+    setup_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CollectedOutput:
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool
+    stderr_truncated: bool
+    over_limit: bool
+    trailer: Trailer | None
+
+
+@dataclass(slots=True)
+class OutputCollector:
+    """Keeps at most ``limit`` bytes of stdout and stderr together, in arrival order.
+
+    ``feed`` returns False once the program has written more than it may; the engine then
+    kills the sandbox. Memory held never exceeds ``limit + TRAILER_RESERVE``.
+    """
+
+    limit: int
+    nonce: str
+    _buffers: dict[Stream, bytearray] = field(
+        default_factory=lambda: {"stdout": bytearray(), "stderr": bytearray()}
+    )
+    _dropped: dict[Stream, bool] = field(default_factory=lambda: {"stdout": False, "stderr": False})
+    _stored: int = 0
+
+    @property
+    def over_limit(self) -> bool:
+        return self._dropped["stdout"] or self._dropped["stderr"]
+
+    def feed(self, stream: Stream, data: bytes) -> bool:
+        room = self.limit + TRAILER_RESERVE - self._stored
+        if len(data) > room:
+            self._dropped[stream] = True
+            data = data[: max(room, 0)]
+        self._buffers[stream] += data
+        self._stored += len(data)
+        return not self.over_limit
+
+    def finish(self) -> CollectedOutput:
+        stdout = bytes(self._buffers["stdout"])
+        stderr, trailer = _split_trailer(bytes(self._buffers["stderr"]), trailer_marker(self.nonce))
+        truncated = dict(self._dropped)
+        excess = len(stdout) + len(stderr) - self.limit
+        if excess > 0:
+            # Only possible within the trailer reserve: trim the newest bytes to the cap.
+            cut = min(excess, len(stderr))
+            stderr, stdout = stderr[: len(stderr) - cut], stdout[: len(stdout) - (excess - cut)]
+            truncated["stderr"] = truncated["stderr"] or cut > 0
+            truncated["stdout"] = truncated["stdout"] or excess > cut
+        return CollectedOutput(
+            stdout=stdout,
+            stderr=stderr,
+            stdout_truncated=truncated["stdout"],
+            stderr_truncated=truncated["stderr"],
+            over_limit=truncated["stdout"] or truncated["stderr"],
+            trailer=trailer,
+        )
+
+
+def _split_trailer(stderr: bytes, marker: bytes) -> tuple[bytes, Trailer | None]:
+    start = stderr.rfind(marker)
+    if start < 0:
+        return stderr, None
+    end = stderr.find(b"\n", start)
+    if end < 0:
+        return stderr[:start], None  # cut off by the cap or a kill: unusable
+    trailer = _parse_trailer(stderr[start + len(marker) : end])
+    return stderr[:start] + stderr[end + 1 :], trailer
+
+
+def _parse_trailer(raw: bytes) -> Trailer | None:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    setup_error = data.get("setup_error")
+    return Trailer(
+        exit_code=_int(data.get("exit_code")),
+        signal=_int(data.get("signal")),
+        cpu_time_seconds=_seconds(data.get("cpu_time_seconds")),
+        peak_memory_bytes=_int(data.get("peak_memory_bytes")),
+        setup_error=setup_error if isinstance(setup_error, str) else None,
+    )
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 62:
+        return value
+    return None
+
+
+def _seconds(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+        if math.isfinite(number) and number >= 0:
+            return number
+    return None

@@ -1,0 +1,121 @@
+"""PID 1 of every sandbox: unpacks the program, runs it, reaps zombies, reports.
+
+This file is not imported by Assay; its source is passed to ``python3 -I -S -c`` inside the
+container, so it uses the standard library only. The engine writes to the container's stdin:
+
+    b"ASSAY1" + 10 ASCII digits (header length) + header JSON + the program's own stdin
+
+where the header is ``{"files": {path: text}, "nonce": hex}``. This process writes the files
+into the working directory, forks, and the child execs the command given after ``-c SOURCE``
+with the rest of stdin still open as its fd 0. When that child exits, one trailer line goes to stderr,
+
+    b"\\x00ASSAY-TRAILER-" + nonce + b":" + JSON + b"\\n"
+
+with the exit status and resource usage, and this process exits with the child's code (128 +
+signal when killed). PID 1 exiting makes the kernel kill whatever the program left behind.
+The nonce is never in the program's memory (the child execs straight after fork), and this
+process is made non-dumpable, so the program cannot ptrace it to forge the trailer.
+"""
+
+import json
+import os
+import signal
+import sys
+
+MAGIC = b"ASSAY1"
+SETUP_FAILED = 125
+
+
+def _read_exact(count: int) -> bytes:
+    chunks = []
+    while count > 0:
+        chunk = os.read(0, min(count, 1 << 20))
+        if not chunk:
+            raise EOFError("stdin closed before the header was complete")
+        chunks.append(chunk)
+        count -= len(chunk)
+    return b"".join(chunks)
+
+
+def _trailer(nonce: str, report: dict[str, object]) -> None:
+    line = b"\x00ASSAY-TRAILER-" + nonce.encode() + b":" + json.dumps(report).encode() + b"\n"
+    os.write(2, line)
+
+
+def _make_undumpable() -> None:
+    try:
+        import ctypes  # noqa: PLC0415 - only PID 1 needs it, and only here
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
+    except (ImportError, OSError, AttributeError):
+        pass  # a base image without ctypes: the trailer is then advisory
+
+
+def _write_files(files: dict[str, str]) -> None:
+    for path, text in files.items():
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+
+def _exec_child(argv: list[str]) -> None:
+    # Python ignores these in this interpreter; the program starts with default dispositions.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+    try:
+        # The program, not PID 1, is what the kernel kills first at the memory limit.
+        with open("/proc/self/oom_score_adj", "w") as handle:
+            handle.write("1000")
+    except OSError:
+        pass
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as exc:
+        os.write(2, f"assay: cannot start {argv[0]}: {exc}\n".encode())
+        os._exit(127)
+
+
+def main() -> int:
+    _make_undumpable()
+    head = _read_exact(16)
+    if not head.startswith(MAGIC):
+        os.write(2, b"assay: bad sandbox header\n")
+        return SETUP_FAILED
+    header = json.loads(_read_exact(int(head[len(MAGIC) :])))
+    nonce = header["nonce"]
+    try:
+        _write_files(header["files"])
+    except OSError as exc:
+        _trailer(nonce, {"setup_error": f"cannot write the program's files: {exc}"})
+        return SETUP_FAILED
+    del header
+    child = os.fork()
+    if child == 0:
+        _exec_child(sys.argv[1:] or ["python3", "main.py"])
+    os.close(0)
+    while True:
+        try:
+            pid, status, usage = os.wait4(-1, 0)
+        except ChildProcessError:
+            return SETUP_FAILED
+        except InterruptedError:
+            continue
+        if pid != child:
+            continue  # a reparented orphan: reaped, nothing to report
+        code = os.waitstatus_to_exitcode(status)
+        _trailer(
+            nonce,
+            {
+                "exit_code": code if code >= 0 else 128 - code,
+                "signal": -code if code < 0 else None,
+                "cpu_time_seconds": usage.ru_utime + usage.ru_stime,
+                "peak_memory_bytes": usage.ru_maxrss * 1024,
+            },
+        )
+        return code if code >= 0 else 128 - code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

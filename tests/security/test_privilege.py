@@ -1,0 +1,106 @@
+"""No privilege: no root, no capabilities, no mounts, no ptrace of PID 1, no kernel knobs."""
+
+from __future__ import annotations
+
+import pytest
+
+from assay.execution_engine import ExecutionStatus
+from assay.execution_engine.docker_engine import SANDBOX_UID, DockerEngine
+from tests.sandbox import assert_healthy, run
+
+pytestmark = [pytest.mark.docker, pytest.mark.integration]
+
+PROBES = r"""
+import ctypes, errno, os
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+def probe(name, action):
+    try:
+        result = action()
+    except OSError as exc:
+        print(name, errno.errorcode.get(exc.errno, exc.errno))
+        return
+    print(name, "ALLOWED", result)
+
+def syscall(number, *args):
+    def call():
+        if libc.syscall(number, *args) == -1:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+        return 0
+    return call
+
+def libc_call(function, *args):
+    def call():
+        if function(*args) == -1:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+        return 0
+    return call
+
+def write(path):
+    def call():
+        with open(path, "w") as handle:
+            handle.write("1")
+    return call
+
+probe("setuid", lambda: os.setuid(0))
+probe("setgid", lambda: os.setgid(0))
+probe("mount", libc_call(libc.mount, b"none", b"/tmp", b"tmpfs", 0, None))
+probe("chroot", lambda: os.chroot("/tmp"))
+probe("ptrace_pid1", libc_call(libc.ptrace, 16, 1, None, None))  # PTRACE_ATTACH
+probe("init_module", syscall(175, None, 0, b""))
+probe("finit_module", syscall(313, 0, b"", 0))
+probe("unshare_user", libc_call(libc.unshare, 0x10000000))  # CLONE_NEWUSER
+probe("proc_sys", write("/proc/sys/kernel/hostname"))
+probe("sysrq", write("/proc/sysrq-trigger"))
+probe("sys", write("/sys/kernel/mm/transparent_hugepage/enabled"))
+probe("mknod", lambda: os.mknod("/tmp/dev", 0o600 | 0o020000, os.makedev(1, 1)))
+probe("kill_pid1", lambda: os.kill(1, 9) or "sent")
+status = open("/proc/self/status").read()
+for key in ("Uid", "CapEff", "CapPrm", "CapBnd", "NoNewPrivs", "Seccomp"):
+    print(key, [l.split()[1] for l in status.splitlines() if l.startswith(key + ":")][0])
+"""
+
+
+async def test_privileged_operations_all_fail(engine: DockerEngine) -> None:
+    result = await run(engine, PROBES)
+    assert result.status is ExecutionStatus.COMPLETED, result
+    seen = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    for name in ("setuid", "setgid", "mount", "chroot", "ptrace_pid1", "init_module",
+                 "finit_module", "unshare_user", "mknod"):
+        assert seen[name] == "EPERM", (name, seen[name])
+    for name in ("proc_sys", "sysrq", "sys"):
+        assert seen[name] in {"EROFS", "EACCES", "EPERM", "ENOENT"}, (name, seen[name])
+    # PID 1 ignores signals from inside its namespace: the program cannot end its own sandbox
+    # early to hide anything, and the verdict below still comes from the supervisor.
+    assert seen["kill_pid1"] == "ALLOWED sent"
+    assert seen["Uid"] == str(SANDBOX_UID)
+    assert seen["CapEff"] == seen["CapPrm"] == seen["CapBnd"] == "0000000000000000"
+    assert seen["NoNewPrivs"] == "1"
+    assert seen["Seccomp"] == "2", "Docker's default seccomp profile must be in force"
+    assert result.exit_code == 0 and result.cpu_time_seconds is not None
+    await assert_healthy(engine)
+
+
+async def test_no_setuid_binaries_in_the_image(engine: DockerEngine) -> None:
+    result = await run(
+        engine,
+        """
+        import os, stat
+        found = []
+        for top in ["/usr", "/bin", "/sbin", "/lib"]:
+            for directory, _, files in os.walk(top):
+                for name in files:
+                    path = os.path.join(directory, name)
+                    try:
+                        mode = os.lstat(path).st_mode
+                    except OSError:
+                        continue
+                    if stat.S_ISREG(mode) and mode & (stat.S_ISUID | stat.S_ISGID):
+                        found.append(path)
+        print(found)
+        """,
+    )
+    assert result.stdout == "[]\n"
