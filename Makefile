@@ -19,7 +19,7 @@ test: bootstrap
 	$(BIN)/pytest
 
 lint:
-	@ASSAY_BOOTSTRAP_SKIP_IMAGE=1 scripts/bootstrap
+	@scripts/bootstrap --python-only
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
@@ -28,7 +28,7 @@ format:
 	$(BIN)/ruff check --fix src tests bench
 
 typecheck:
-	@ASSAY_BOOTSTRAP_SKIP_IMAGE=1 scripts/bootstrap
+	@scripts/bootstrap --python-only
 	$(BIN)/mypy
 
 bench: bootstrap

@@ -12,7 +12,6 @@ from assay.config import ExecutionSettings
 from assay.errors import ExecutionError
 from assay.execution_engine.docker_client import DockerDaemon
 from assay.execution_engine.docker_engine import LABEL_ENGINE, LABEL_MANAGED, DockerEngine
-
 from tests.sandbox import TEST_ENGINE_PREFIX, make_settings
 
 

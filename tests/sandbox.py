@@ -7,7 +7,6 @@ import uuid
 from pathlib import Path
 
 from assay.config import ExecutionSettings
-
 from assay.execution_engine import ExecutionRequest, ExecutionResult, ExecutionStatus
 from assay.execution_engine.docker_engine import SANDBOX_UID, DockerEngine
 
@@ -52,4 +51,3 @@ def sandbox_processes() -> list[int]:
                 if line.startswith("Uid:") and int(line.split()[1]) == SANDBOX_UID:
                     pids.append(int(entry.name))
     return pids
-

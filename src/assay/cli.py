@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 from pathlib import Path
@@ -177,8 +176,10 @@ def _doctor(_args: argparse.Namespace, settings: Settings) -> int:
 
     status = image_status(settings.execution)
     if not status.current:
-        print(f"image {status.name} was built by recipe {status.version}, not the current one; "
-              "rebuild it with `assay image build`")
+        print(
+            f"image {status.name} was built by recipe {status.version}, not the current one; "
+            "rebuild it with `assay image build`"
+        )
         return 1
     print("ready: sandboxes can run")
     return 0

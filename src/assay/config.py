@@ -3,7 +3,8 @@
 Nothing is instantiated at import time: entry points build a :class:`Settings` and pass
 it down, so tests can build their own.
 
-Example: ``ASSAY_EXECUTION__MAX_TIMEOUT_SECONDS=60`` sets ``settings.execution.max_timeout_seconds``.
+Example: ``ASSAY_EXECUTION__MAX_TIMEOUT_SECONDS=60`` sets
+``settings.execution.max_timeout_seconds``.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ class ExecutionSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     image: str = f"{SANDBOX_IMAGE_REPOSITORY}:{SANDBOX_IMAGE_VERSION}"
-    #: OCI runtime registered with Docker (for example ``runsc`` for gVisor); None = Docker's default.
+    #: OCI runtime registered with Docker (for example ``runsc``, gVisor); None: Docker's default.
     runtime: str | None = None
     #: Labels every container this engine creates; on start the engine removes containers left
     #: with its id by an earlier crash. Engines sharing one Docker daemon need distinct ids.
     engine_id: str = Field(default="local", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-    #: Docker endpoint (for example ``unix:///var/run/docker.sock``); None = ``DOCKER_HOST`` or default.
+    #: Docker endpoint (``unix:///var/run/docker.sock``); None: ``DOCKER_HOST`` or the default.
     docker_host: str | None = None
     docker_api_timeout_seconds: float = Field(default=60.0, gt=0)
 

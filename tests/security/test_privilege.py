@@ -68,8 +68,17 @@ async def test_privileged_operations_all_fail(engine: DockerEngine) -> None:
     result = await run(engine, PROBES)
     assert result.status is ExecutionStatus.COMPLETED, result
     seen = dict(line.split(" ", 1) for line in result.stdout.splitlines())
-    for name in ("setuid", "setgid", "mount", "chroot", "ptrace_pid1", "init_module",
-                 "finit_module", "unshare_user", "mknod"):
+    for name in (
+        "setuid",
+        "setgid",
+        "mount",
+        "chroot",
+        "ptrace_pid1",
+        "init_module",
+        "finit_module",
+        "unshare_user",
+        "mknod",
+    ):
         assert seen[name] == "EPERM", (name, seen[name])
     for name in ("proc_sys", "sysrq", "sys"):
         assert seen[name] in {"EROFS", "EACCES", "EPERM", "ENOENT"}, (name, seen[name])

@@ -238,3 +238,11 @@ async def test_every_run_starts_from_a_fresh_filesystem(engine: DockerEngine) ->
         """,
     )
     assert second.stdout == "False False ['main.py'] []\n"
+
+
+async def test_a_few_bytes_over_the_cap_is_still_output_limit(engine: DockerEngine) -> None:
+    result = await run(engine, "print('x' * 1000)", output_limit_bytes=1000)
+    assert result.status is ExecutionStatus.OUTPUT_LIMIT
+    assert result.exit_code == 0, "it exited by itself; only its output broke the limit"
+    assert result.stdout == "x" * 1000
+    assert result.stdout_truncated

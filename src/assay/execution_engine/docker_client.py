@@ -104,7 +104,7 @@ class DockerDaemon:
         """Labels of image ``name``, or None when it does not exist."""
         with self._translated(name):
             try:
-                attrs = self._api.inspect_image(name)
+                attrs = self._api.inspect_image(name)  # type: ignore[no-untyped-call]
             except docker.errors.ImageNotFound:
                 return None
         return dict((attrs.get("Config") or {}).get("Labels") or {})
@@ -126,7 +126,11 @@ class DockerDaemon:
         try:
             with self._translated():
                 for chunk in self._api.build(
-                    fileobj=context, tag=tag, rm=True, forcerm=True, network_mode="none",
+                    fileobj=context,
+                    tag=tag,
+                    rm=True,
+                    forcerm=True,
+                    network_mode="none",
                     decode=True,
                 ):
                     if "error" in chunk:
@@ -178,7 +182,7 @@ class DockerDaemon:
 
     def wait(self, container_id: str, timeout: float) -> int:
         with self._translated():
-            return int(self._api.wait(container_id, timeout=timeout)["StatusCode"])
+            return int(self._api.wait(container_id, timeout=int(timeout))["StatusCode"])
 
     def state(self, container_id: str) -> Mapping[str, Any]:
         with self._translated():

@@ -67,6 +67,7 @@ SANDBOX_ENV = {
     "PYTHONUNBUFFERED": "1",
     "PYTHONDONTWRITEBYTECODE": "1",
 }
+SIGKILL = 9
 _INLINE_WRITE_LIMIT = 64 * 1024
 _FRAME_HEADER = struct.Struct(">BxxxI")
 _STREAMS: dict[int, Literal["stdout", "stderr"]] = {1: "stdout", 2: "stderr"}
@@ -169,10 +170,8 @@ class DockerEngine(ExecutionInterface):
             return await asyncio.shield(future)
         except asyncio.CancelledError:
             await self._in_thread(self._cancel, run)
-            try:
+            with contextlib.suppress(ExecutionError, _Cancelled):
                 await future
-            except (ExecutionError, _Cancelled):
-                pass
             raise
         finally:
             self._active.pop(run.run_id, None)
@@ -237,7 +236,8 @@ class DockerEngine(ExecutionInterface):
                 logger.warning("could not remove sandbox %s: %s", run.container_id[:12], exc)
 
     def _supervise(self, daemon: DockerDaemon, run: _Run, nonce: str) -> ExecutionResult:
-        assert run.container_id is not None
+        if run.container_id is None:
+            raise SandboxError("no container to supervise")
         request = run.request
         if run.cancelled.is_set():
             raise _Cancelled
@@ -279,7 +279,7 @@ class DockerEngine(ExecutionInterface):
             tmpfs={
                 WORKDIR: f"rw,nosuid,nodev,size={settings.workspace_size_mb}m,"
                 f"uid={uid},gid={uid},mode=0700",
-                "/tmp": f"rw,nosuid,nodev,noexec,size={settings.tmp_size_mb}m,mode=1777",
+                "/tmp": f"rw,nosuid,nodev,noexec,size={settings.tmp_size_mb}m,mode=1777",  # noqa: S108
             },
             cap_drop=["ALL"],
             security_opt=["no-new-privileges:true"],
@@ -288,7 +288,11 @@ class DockerEngine(ExecutionInterface):
             memswap_limit=f"{request.memory_mb}m",
             nano_cpus=round(request.cpus * 1e9),
             ulimits=[
-                {"name": "nofile", "soft": settings.open_files_limit, "hard": settings.open_files_limit},
+                {
+                    "name": "nofile",
+                    "soft": settings.open_files_limit,
+                    "hard": settings.open_files_limit,
+                },
                 {"name": "fsize", "soft": _fsize(settings), "hard": _fsize(settings)},
                 {"name": "core", "soft": 0, "hard": 0},
             ],
@@ -376,7 +380,9 @@ def _pump(sock: socket.socket, run: _Run, collector: OutputCollector, deadline: 
             if not collector.feed(stream, data):
                 return "output_limit"
             if run.emit is not None:
-                run.emit(stream, data)
+                visible = collector.live(stream, data)
+                if visible:
+                    run.emit(stream, visible)
 
 
 def _verdict(
@@ -397,18 +403,20 @@ def _verdict(
         "cpu_time_seconds": trailer.cpu_time_seconds if trailer else None,
         "peak_memory_bytes": trailer.peak_memory_bytes if trailer else None,
     }
-    killed = {"exit_code": None, "signal": 9}
     if outcome == "timeout":
-        return ExecutionResult(status=ExecutionStatus.TIMEOUT, **killed, **common)
-    if outcome == "output_limit" or output.over_limit:
-        return ExecutionResult(status=ExecutionStatus.OUTPUT_LIMIT, **killed, **common)
+        return ExecutionResult(status=ExecutionStatus.TIMEOUT, signal=SIGKILL, **common)
+    if outcome == "output_limit":
+        return ExecutionResult(status=ExecutionStatus.OUTPUT_LIMIT, signal=SIGKILL, **common)
     if trailer is not None and trailer.setup_error:
         return ExecutionResult(status=ExecutionStatus.ERROR, error=trailer.setup_error, **common)
     if trailer is not None and trailer.exit_code is not None:
         code, signal = trailer.exit_code, trailer.signal
-    else:  # PID 1 itself died (the program killed it): only Docker's exit code is left
+    else:  # no usable trailer (PID 1 failed, or its line was lost): Docker's exit code
         code, signal = exit_code, exit_code - 128 if 128 < exit_code <= 192 else None
     if oom_killed:
-        return ExecutionResult(status=ExecutionStatus.OOM, exit_code=code, signal=signal, **common)
-    status = ExecutionStatus.COMPLETED if code == 0 else ExecutionStatus.FAILED
+        status = ExecutionStatus.OOM
+    elif output.over_limit:  # exited by itself, a few bytes over the cap
+        status = ExecutionStatus.OUTPUT_LIMIT
+    else:
+        status = ExecutionStatus.COMPLETED if code == 0 else ExecutionStatus.FAILED
     return ExecutionResult(status=status, exit_code=code, signal=signal, **common)

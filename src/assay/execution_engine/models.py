@@ -124,7 +124,9 @@ def resolve_request(request: ExecutionRequest, settings: ExecutionSettings) -> R
             settings.max_timeout_seconds,
         ),
         memory_mb=int(
-            _limit("memory_mb", request.memory_mb, settings.default_memory_mb, settings.max_memory_mb)
+            _limit(
+                "memory_mb", request.memory_mb, settings.default_memory_mb, settings.max_memory_mb
+            )
         ),
         cpus=_limit("cpus", request.cpus, settings.default_cpus, settings.max_cpus),
         output_limit_bytes=int(

@@ -58,6 +58,8 @@ class OutputCollector:
     )
     _dropped: dict[Stream, bool] = field(default_factory=lambda: {"stdout": False, "stderr": False})
     _stored: int = 0
+    _hiding_trailer: bool = False
+    _held: bytes = b""
 
     @property
     def over_limit(self) -> bool:
@@ -71,6 +73,35 @@ class OutputCollector:
         self._buffers[stream] += data
         self._stored += len(data)
         return not self.over_limit
+
+    def live(self, stream: Stream, data: bytes) -> bytes:
+        """What of a chunk to show while the program runs: the trailer is not the program's.
+
+        A chunk ending in what may be the start of the trailer is held back until the next."""
+        if stream != "stderr":
+            return data
+        data, self._held = self._held + data, b""
+        shown = bytearray()
+        marker = trailer_marker(self.nonce)
+        while data:
+            if self._hiding_trailer:
+                end = data.find(b"\n")
+                if end < 0:
+                    return bytes(shown)
+                self._hiding_trailer = False
+                data = data[end + 1 :]
+                continue
+            start = data.find(marker)
+            if start >= 0:
+                shown += data[:start]
+                self._hiding_trailer = True
+                data = data[start + len(marker) :]
+                continue
+            keep = _partial_suffix(data, marker)
+            shown += data[: len(data) - keep]
+            self._held = data[len(data) - keep :]
+            break
+        return bytes(shown)
 
     def finish(self) -> CollectedOutput:
         stdout = bytes(self._buffers["stdout"])
@@ -91,6 +122,14 @@ class OutputCollector:
             over_limit=truncated["stdout"] or truncated["stderr"],
             trailer=trailer,
         )
+
+
+def _partial_suffix(data: bytes, marker: bytes) -> int:
+    """Length of the longest end of ``data`` that is a proper start of ``marker``."""
+    for size in range(min(len(marker) - 1, len(data)), 0, -1):
+        if data.endswith(marker[:size]):
+            return size
+    return 0
 
 
 def _split_trailer(stderr: bytes, marker: bytes) -> tuple[bytes, Trailer | None]:

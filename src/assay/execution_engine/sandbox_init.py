@@ -7,7 +7,8 @@ container, so it uses the standard library only. The engine writes to the contai
 
 where the header is ``{"files": {path: text}, "nonce": hex}``. This process writes the files
 into the working directory, forks, and the child execs the command given after ``-c SOURCE``
-with the rest of stdin still open as its fd 0. When that child exits, one trailer line goes to stderr,
+with the rest of stdin still open as its fd 0. When that child exits, one trailer line goes
+to stderr,
 
     b"\\x00ASSAY-TRAILER-" + nonce + b":" + JSON + b"\\n"
 
@@ -71,7 +72,7 @@ def _exec_child(argv: list[str]) -> None:
     except OSError:
         pass
     try:
-        os.execvp(argv[0], argv)
+        os.execvp(argv[0], argv)  # noqa: S606 - the program's own interpreter, never a shell
     except OSError as exc:
         os.write(2, f"assay: cannot start {argv[0]}: {exc}\n".encode())
         os._exit(127)
