@@ -141,6 +141,14 @@ class DockerDaemon:
             raise ImageBuildError(f"docker build failed: {exc}") from exc
         return log
 
+    def remove_image(self, name: str) -> None:
+        """Remove image ``name``; no error if it does not exist."""
+        with self._translated():
+            try:
+                self._api.remove_image(name, force=True)
+            except docker.errors.ImageNotFound:
+                return
+
     # -- containers ----------------------------------------------------------------------
 
     def create_container(self, image: str, **config: Any) -> str:

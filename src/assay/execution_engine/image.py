@@ -103,10 +103,13 @@ def _build_from_base(daemon: DockerDaemon, image: str, base_image: str, log: Log
     env = " ".join(f"{key}={value}" for key, value in SANDBOX_ENV.items() if key != "HOME")
     dockerfile = f"""\
 FROM {base_image}
+USER 0
 RUN command -v python3 >/dev/null || {{ echo "base image has no python3" >&2; exit 1; }}; \\
-    ( groupadd --gid {uid} sandbox && useradd --uid {uid} --gid {uid} --no-create-home \\
+    id -u {uid} >/dev/null 2>&1 \\
+    || ( groupadd --gid {uid} sandbox && useradd --uid {uid} --gid {uid} --no-create-home \\
         --home-dir {WORKDIR} --shell /usr/sbin/nologin sandbox ) \\
-    || ( addgroup -g {uid} sandbox && adduser -D -H -u {uid} -G sandbox -h {WORKDIR} sandbox ); \\
+    || ( addgroup -g {uid} sandbox && adduser -D -H -u {uid} -G sandbox -h {WORKDIR} sandbox ) \\
+    || {{ echo "cannot add the sandbox user" >&2; exit 1; }}; \\
     mkdir -p {WORKDIR} && chown {uid}:{uid} {WORKDIR}; \\
     find / -xdev -type f -perm /6000 -exec chmod a-s {{}} + 2>/dev/null; true
 ENV {env}
