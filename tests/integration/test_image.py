@@ -40,5 +40,5 @@ async def test_build_from_a_base_image_runs_programs_the_same_way() -> None:
 
 
 def test_a_base_image_that_is_not_present_is_not_pulled() -> None:
-    with pytest.raises(ImageBuildError, match="docker pull python:0.0-absent"):
+    with pytest.raises(ImageBuildError, match=r"docker pull python:0\.0-absent"):
         build_image(make_settings(image=DERIVED), base_image="python:0.0-absent")
