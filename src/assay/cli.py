@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+import httpx
 from pydantic import ValidationError
 
 from assay import __version__
@@ -45,13 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     except AssayError as exc:
         print(f"assay: {exc.message}", file=sys.stderr)
         return EXIT_ERROR
+    except httpx.TransportError as exc:
+        print(f"assay: cannot reach the server: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
     return code
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="assay", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="assay", description="Run untrusted code in locked-down sandboxes."
+    )
     parser.add_argument("--version", action="version", version=f"assay {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
@@ -88,6 +94,11 @@ def _parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser("doctor", help="check Docker, the sandbox image and the runtime")
     doctor.set_defaults(handler=_doctor)
+
+    from assay import cli_client, cli_server  # noqa: PLC0415 - keep `assay run` light
+
+    cli_server.add_commands(commands)
+    cli_client.add_commands(commands)
     return parser
 
 

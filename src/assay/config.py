@@ -10,11 +10,20 @@ Example: ``ASSAY_EXECUTION__MAX_TIMEOUT_SECONDS=60`` sets
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["SANDBOX_IMAGE_REPOSITORY", "SANDBOX_IMAGE_VERSION", "ExecutionSettings", "Settings"]
+__all__ = [
+    "SANDBOX_IMAGE_REPOSITORY",
+    "SANDBOX_IMAGE_VERSION",
+    "ApiSettings",
+    "ExecutionSettings",
+    "QueueSettings",
+    "Settings",
+    "StorageSettings",
+]
 
 #: Bumped whenever the image recipe in ``execution_engine/image.py`` changes.
 SANDBOX_IMAGE_VERSION = "1"
@@ -72,6 +81,41 @@ class ExecutionSettings(BaseModel):
         return self
 
 
+class StorageSettings(BaseModel):
+    """Where evaluations and their events are kept."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: SQLAlchemy async URL; None: SQLite file ``assay.db`` in the data directory.
+    #: PostgreSQL: ``postgresql+asyncpg://user:password@host/db``.
+    url: str | None = None
+
+
+class QueueSettings(BaseModel):
+    """How many evaluations run at once, and how many may wait."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    #: Queued evaluations beyond this are refused with 429 and Retry-After.
+    max_queued: int = Field(default=10_000, ge=1)
+    retry_after_seconds: int = Field(default=5, ge=1)
+    #: Runs of one evaluation interrupted by platform restarts before it ends as ``error``.
+    max_attempts: int = Field(default=3, ge=1)
+
+
+class ApiSettings(BaseModel):
+    """Limits of the REST API."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_wait_seconds: float = Field(default=60.0, ge=0)
+    max_batch_size: int = Field(default=500, ge=1)
+    max_body_bytes: int = Field(default=32 * MIB, ge=1024)
+    default_page_size: int = Field(default=50, ge=1)
+    max_page_size: int = Field(default=500, ge=1)
+
+
 class Settings(BaseSettings):
     """Everything configurable in Assay."""
 
@@ -79,4 +123,15 @@ class Settings(BaseSettings):
         env_prefix="ASSAY_", env_nested_delimiter="__", extra="ignore", frozen=True
     )
 
+    #: Directory for the SQLite database and other local state (``ASSAY_DATA_DIR``).
+    data_dir: Path = Path(".assay")
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+
+    def storage_url(self) -> str:
+        """The configured database URL, or the SQLite file in ``data_dir``."""
+        if self.storage.url:
+            return self.storage.url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'assay.db').resolve()}"

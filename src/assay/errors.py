@@ -12,7 +12,14 @@ turn a code back into the same class)::
     │   ├── SandboxImageNotFoundError   the sandbox image is not built
     │   ├── RuntimeNotAvailableError    the configured OCI runtime is not installed
     │   └── SandboxError                a sandbox broke in an unexpected way
-    └── ImageBuildError                 `assay image build` could not build the image
+    ├── ImageBuildError                 `assay image build` could not build the image
+    ├── StorageError                    storage: the database failed
+    │   ├── NotFoundError               no such evaluation (or API key)
+    │   └── IdempotencyConflictError    an Idempotency-Key reused for a different request
+    ├── QueueError                      queue
+    │   └── QueueFullError              the queue is at its bound; retry after ``retry_after``
+    ├── AuthenticationError             missing or invalid API key
+    └── ApiError                        the API answered with an error no class above covers
 
 What user code does (non-zero exit, timeout, running out of memory, flooding its
 output) is never an exception: it is a verdict in the ``ExecutionResult``.
@@ -21,15 +28,22 @@ output) is never an exception: it is a verdict in the ``ExecutionResult``.
 from __future__ import annotations
 
 __all__ = [
+    "ApiError",
     "AssayError",
+    "AuthenticationError",
     "ConfigurationError",
     "EngineUnavailableError",
     "ExecutionError",
+    "IdempotencyConflictError",
     "ImageBuildError",
     "InvalidRequestError",
+    "NotFoundError",
+    "QueueError",
+    "QueueFullError",
     "RuntimeNotAvailableError",
     "SandboxError",
     "SandboxImageNotFoundError",
+    "StorageError",
 ]
 
 
@@ -96,3 +110,54 @@ class ImageBuildError(AssayError):
     """Building the sandbox image failed."""
 
     code = "image_build_error"
+
+
+class StorageError(AssayError):
+    """The database failed or refused an operation."""
+
+    code = "storage_error"
+
+
+class NotFoundError(StorageError):
+    """No record with that id."""
+
+    code = "not_found"
+
+
+class IdempotencyConflictError(StorageError):
+    """An Idempotency-Key was reused with a different request body."""
+
+    code = "idempotency_conflict"
+
+
+class QueueError(AssayError):
+    """Base for queue failures."""
+
+    code = "queue_error"
+
+
+class QueueFullError(QueueError):
+    """The queue holds as many evaluations as it may; retry after ``retry_after`` seconds."""
+
+    code = "queue_full"
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AuthenticationError(AssayError):
+    """The request has no valid API key and the server requires one."""
+
+    code = "unauthorized"
+
+
+class ApiError(AssayError):
+    """An error response from the API that no more specific class covers."""
+
+    code = "api_error"
+
+    def __init__(self, message: str, *, status: int, code: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code

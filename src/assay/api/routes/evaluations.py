@@ -1,0 +1,194 @@
+"""/api/v1/evaluations: submit, read, list, cancel, and stream events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import StreamingResponse
+
+from assay.api.deps import PlatformDep
+from assay.api.schemas import (
+    BatchCreate,
+    BatchOut,
+    ErrorBody,
+    EvaluationCreate,
+    EvaluationList,
+    EvaluationOut,
+    EventOut,
+)
+from assay.app import Platform
+from assay.errors import InvalidRequestError
+from assay.execution_engine import resolve_request
+from assay.storage import EvaluationStatus, NewEvaluation
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/evaluations", tags=["evaluations"])
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 422, 429, 503)
+}
+_TERMINAL_EVENTS = {"finished", "cancelled"}
+_KEEPALIVE_SECONDS = 15.0
+
+Wait = Annotated[
+    float,
+    Query(
+        ge=0, le=3600, description="Seconds to wait for a terminal state (capped by the server)."
+    ),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="Retries with the same key return the first evaluation.",
+    ),
+]
+
+
+def _new(platform: Platform, body: EvaluationCreate, key: str | None) -> NewEvaluation:
+    request = body.execution_request()
+    resolve_request(request, platform.settings.execution)  # raises naming the bad field
+    return NewEvaluation(
+        request=request, priority=body.priority, labels=body.labels, idempotency_key=key
+    )
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=EvaluationOut,
+    responses={
+        200: {"model": EvaluationOut, "description": "Finished within ?wait, or a replay."},
+        **_ERRORS,
+    },
+)
+async def submit(
+    body: EvaluationCreate,
+    platform: PlatformDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+    wait: Wait = 0,
+) -> EvaluationOut:
+    """Queue one evaluation (202). With ?wait=S, answer when it ends if within S seconds (200)."""
+    [(evaluation, created)] = await platform.queue.submit([_new(platform, body, idempotency_key)])
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    wait = min(wait, platform.settings.api.max_wait_seconds)
+    if wait > 0 and not evaluation.status.terminal:
+        evaluation = await platform.wait_until_finished(evaluation.id, wait)
+    if evaluation.status.terminal or not created:
+        response.status_code = 200
+    return EvaluationOut.of(evaluation)
+
+
+@router.post("/batch", status_code=202, response_model=BatchOut, responses=_ERRORS)
+async def submit_batch(
+    body: BatchCreate, platform: PlatformDep, idempotency_key: IdempotencyKey = None
+) -> BatchOut:
+    """Queue several evaluations at once, all or none. An Idempotency-Key applies to each
+    evaluation as ``<key>:<index>``."""
+    limit = platform.settings.api.max_batch_size
+    if len(body.evaluations) > limit:
+        raise InvalidRequestError(
+            f"batch has {len(body.evaluations)} evaluations; the limit is {limit}",
+            field="evaluations",
+        )
+    new = []
+    for index, item in enumerate(body.evaluations):
+        key = None if idempotency_key is None else f"{idempotency_key}:{index}"
+        try:
+            new.append(_new(platform, item, key))
+        except InvalidRequestError as exc:
+            raise InvalidRequestError(
+                f"evaluations[{index}]: {exc.message}", field=f"evaluations[{index}].{exc.field}"
+            ) from exc
+    results = await platform.queue.submit(new)
+    return BatchOut(evaluations=[EvaluationOut.of(evaluation) for evaluation, _ in results])
+
+
+@router.get("", response_model=EvaluationList, responses=_ERRORS)
+async def list_evaluations(
+    platform: PlatformDep,
+    status: Annotated[list[EvaluationStatus] | None, Query(description="Repeatable.")] = None,
+    label: Annotated[
+        list[str] | None, Query(description="key:value, repeatable; all must match.")
+    ] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+) -> EvaluationList:
+    """Newest first, without each evaluation's request; follow ``next_cursor`` for more."""
+    labels: dict[str, str] = {}
+    for item in label or []:
+        key, sep, value = item.partition(":")
+        if not sep or not key:
+            raise InvalidRequestError(f"label filter {item!r} must be key:value", field="label")
+        labels[key] = value
+    settings = platform.settings.api
+    size = min(limit or settings.default_page_size, settings.max_page_size)
+    page = await platform.storage.list_evaluations(
+        statuses=status or [], labels=labels, cursor=cursor, limit=size
+    )
+    return EvaluationList(
+        items=[EvaluationOut.of(e, with_request=False) for e in page.items],
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.get("/{evaluation_id}", response_model=EvaluationOut, responses=_ERRORS)
+async def get_evaluation(
+    evaluation_id: str, platform: PlatformDep, wait: Wait = 0
+) -> EvaluationOut:
+    """One evaluation. With ?wait=S, answer as soon as it ends, or after S seconds."""
+    wait = min(wait, platform.settings.api.max_wait_seconds)
+    if wait > 0:
+        return EvaluationOut.of(await platform.wait_until_finished(evaluation_id, wait))
+    return EvaluationOut.of(await platform.storage.get(evaluation_id))
+
+
+@router.post("/{evaluation_id}/cancel", response_model=EvaluationOut, responses=_ERRORS)
+async def cancel(evaluation_id: str, platform: PlatformDep) -> EvaluationOut:
+    """Cancel a queued or running evaluation (its sandbox is killed). An evaluation that has
+    already ended is returned unchanged."""
+    return EvaluationOut.of(await platform.queue.cancel(evaluation_id))
+
+
+@router.get(
+    "/{evaluation_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}, **_ERRORS},
+)
+async def events(
+    evaluation_id: str,
+    platform: PlatformDep,
+    last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0)] = None,
+) -> StreamingResponse:
+    """Server-Sent Events: the evaluation's past events, then live ones (output chunks
+    while it runs); the stream ends after the terminal event. Resumes after Last-Event-ID."""
+    await platform.storage.get(evaluation_id)  # 404 before the stream starts
+    return StreamingResponse(
+        _stream(platform, evaluation_id, last_event_id or 0),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _stream(platform: Platform, evaluation_id: str, after: int) -> AsyncIterator[str]:
+    with platform.bus.subscribe(evaluation_id) as subscription:
+        while True:
+            batch = await platform.storage.events(evaluation_id, after=after, limit=500)
+            for event in batch:
+                after = event.id
+                payload = EventOut.of(event).model_dump_json()
+                yield f"id: {event.id}\nevent: {event.type}\ndata: {payload}\n\n"
+                if event.type in _TERMINAL_EVENTS:
+                    return
+            if len(batch) == 500:
+                continue
+            notice = await subscription.next(timeout=_KEEPALIVE_SECONDS)
+            if notice is None:
+                yield f": keep-alive {json.dumps(evaluation_id)}\n\n"

@@ -1,0 +1,48 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from assay.api.deps import PlatformDep, require_api_key
+from assay.errors import StorageError
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "Engine or storage not reachable."}})
+async def readyz(platform: PlatformDep) -> JSONResponse:
+    """Ready when both the execution engine and storage answer."""
+    checks: dict[str, Any] = {}
+    ready = True
+    health = await platform.engine.check_health()
+    checks["engine"] = {"ok": health.healthy, "detail": health.detail, **health.facts}
+    ready &= health.healthy
+    try:
+        await platform.storage.ping()
+        checks["storage"] = {"ok": True, "detail": "ok"}
+    except StorageError as exc:
+        checks["storage"] = {"ok": False, "detail": exc.message}
+        ready = False
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+@router.get("/metrics", dependencies=[Depends(require_api_key)], response_class=Response)
+async def metrics(platform: PlatformDep) -> Response:
+    """Prometheus text format."""
+    return Response(platform.metrics.render(), media_type=CONTENT_TYPE_LATEST)

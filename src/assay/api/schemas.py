@@ -1,0 +1,182 @@
+"""Request and response bodies of the REST API (the wire format, apart from storage)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from assay.execution_engine import ExecutionRequest
+from assay.storage import Evaluation, EvaluationStatus, Event
+
+__all__ = [
+    "BatchCreate",
+    "BatchOut",
+    "ErrorBody",
+    "EvaluationCreate",
+    "EvaluationList",
+    "EvaluationOut",
+    "EventOut",
+    "QueueOut",
+]
+
+LabelKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-/]+$")
+]
+LabelValue = Annotated[str, StringConstraints(max_length=256)]
+
+
+class EvaluationCreate(BaseModel):
+    """A program to evaluate. Limits left out take the server's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(description="Python source, run as main.py.")
+    language: Literal["python"] = "python"
+    stdin: str = ""
+    timeout_seconds: float | None = Field(default=None, description="Wall-clock limit.")
+    memory_mb: int | None = Field(default=None, description="Memory limit, no swap.")
+    cpus: float | None = Field(default=None, description="CPU quota in cores.")
+    output_limit_bytes: int | None = Field(default=None, description="Cap on stdout+stderr.")
+    files: dict[str, str] = Field(default_factory=dict, description="Extra files, by path.")
+    labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, max_length=32, description="Free-form key/value labels."
+    )
+    priority: int = Field(default=0, ge=0, le=9, description="Higher runs first; FIFO within.")
+
+    def execution_request(self) -> ExecutionRequest:
+        return ExecutionRequest(
+            code=self.code,
+            language=self.language,
+            stdin=self.stdin,
+            timeout_seconds=self.timeout_seconds,
+            memory_mb=self.memory_mb,
+            cpus=self.cpus,
+            output_limit_bytes=self.output_limit_bytes,
+            files=self.files,
+        )
+
+
+class BatchCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    evaluations: list[EvaluationCreate] = Field(min_length=1)
+
+
+class RequestOut(BaseModel):
+    code: str
+    language: str
+    stdin: str
+    timeout_seconds: float | None
+    memory_mb: int | None
+    cpus: float | None
+    output_limit_bytes: int | None
+    files: dict[str, str]
+
+
+class EvaluationOut(BaseModel):
+    """An evaluation: its request, its state and, once it ended, its result."""
+
+    id: str
+    status: EvaluationStatus
+    priority: int
+    labels: dict[str, str]
+    idempotency_key: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    executor: str | None
+    exit_code: int | None = None
+    signal: int | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    duration_seconds: float | None = None
+    cpu_time_seconds: float | None = None
+    peak_memory_bytes: int | None = None
+    error: str | None = None
+    request: RequestOut | None = Field(
+        default=None, description="The submitted program and limits (omitted in lists)."
+    )
+
+    @classmethod
+    def of(cls, evaluation: Evaluation, *, with_request: bool = True) -> EvaluationOut:
+        outcome = evaluation.outcome
+        result: dict[str, Any] = {}
+        if outcome is not None:
+            result = {
+                "exit_code": outcome.exit_code,
+                "signal": outcome.signal,
+                "stdout": outcome.stdout,
+                "stderr": outcome.stderr,
+                "stdout_truncated": outcome.stdout_truncated,
+                "stderr_truncated": outcome.stderr_truncated,
+                "duration_seconds": outcome.duration_seconds,
+                "cpu_time_seconds": outcome.cpu_time_seconds,
+                "peak_memory_bytes": outcome.peak_memory_bytes,
+                "error": outcome.error,
+            }
+        request = None
+        if with_request:
+            request = RequestOut.model_validate(evaluation.request.model_dump())
+        return cls(
+            id=evaluation.id,
+            status=evaluation.status,
+            priority=evaluation.priority,
+            labels=evaluation.labels,
+            idempotency_key=evaluation.idempotency_key,
+            created_at=evaluation.created_at,
+            started_at=evaluation.started_at,
+            finished_at=evaluation.finished_at,
+            attempts=evaluation.attempts,
+            executor=evaluation.executor,
+            request=request,
+            **result,
+        )
+
+
+class EvaluationList(BaseModel):
+    items: list[EvaluationOut]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next (older) page.")
+
+
+class BatchOut(BaseModel):
+    evaluations: list[EvaluationOut]
+
+
+class EventOut(BaseModel):
+    id: int
+    evaluation_id: str
+    type: str
+    at: datetime
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: Event) -> EventOut:
+        return cls(
+            id=event.id,
+            evaluation_id=event.evaluation_id,
+            type=event.type,
+            at=event.at,
+            data=event.data,
+        )
+
+
+class QueueOut(BaseModel):
+    depth: int = Field(description="Evaluations waiting to run.")
+    running: int
+    capacity: int = Field(description="Evaluations that may run at once.")
+    max_queued: int
+    counts: dict[EvaluationStatus, int]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail

@@ -1,0 +1,102 @@
+"""The orchestrator: builds the platform from Settings (the composition root).
+
+``create_app(settings)`` returns the ASGI application that ``assay serve`` runs: storage,
+the execution engine, the queue, monitoring and the REST API, wired together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from assay.config import Settings
+from assay.execution_engine import ExecutionInterface, LocalExecutionEngine
+from assay.monitoring import EventBus, Metrics
+from assay.queue import EvaluationQueue, LocalQueue
+from assay.storage import Evaluation, Storage, create_storage
+
+__all__ = ["Platform", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+_AUTH_CACHE_SECONDS = 2.0
+
+
+class Platform:
+    """Everything the API needs, built from settings; started and stopped as one."""
+
+    def __init__(self, settings: Settings, *, engine: ExecutionInterface | None = None) -> None:
+        self.settings = settings
+        self.storage: Storage = create_storage(settings.storage_url())
+        self.engine: ExecutionInterface = engine or LocalExecutionEngine(settings.execution)
+        self.bus = EventBus()
+        self.metrics = Metrics()
+        self.queue: EvaluationQueue = LocalQueue(
+            self.storage,
+            self.engine,
+            self.bus,
+            self.metrics,
+            settings.queue,
+            executor=settings.execution.engine_id,
+        )
+        self._auth_checked_at = float("-inf")
+        self._auth_required = False
+
+    async def start(self) -> None:
+        if self.settings.storage.url is None:
+            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.storage.start()
+        if isinstance(self.engine, LocalExecutionEngine):
+            try:
+                await self.engine.start()
+            except Exception as exc:
+                logger.error("execution engine not ready: %s", exc)
+        await self.queue.start()
+
+    async def stop(self) -> None:
+        await self.queue.stop()
+        await self.engine.close()
+        await self.storage.close()
+
+    async def auth_required(self) -> bool:
+        """Whether API keys exist (re-read every few seconds: keys are managed by the CLI)."""
+        now = time.monotonic()
+        if now - self._auth_checked_at > _AUTH_CACHE_SECONDS:
+            self._auth_required = await self.storage.has_active_api_keys()
+            self._auth_checked_at = now
+        return self._auth_required
+
+    async def wait_until_finished(self, evaluation_id: str, timeout: float) -> Evaluation:
+        """The evaluation once terminal, or as it is after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self.bus.subscribe(evaluation_id) as subscription:
+            evaluation = await self.storage.get(evaluation_id)
+            while not evaluation.status.terminal:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                notice = await subscription.next(timeout=min(remaining, 5.0))
+                if notice is None or notice.type in {"finished", "cancelled", "requeued"}:
+                    evaluation = await self.storage.get(evaluation_id)
+            return evaluation
+
+
+def create_app(settings: Settings, *, platform: Platform | None = None) -> FastAPI:
+    """The ASGI application: the REST API over a platform that starts and stops with it."""
+    from assay.api import create_api  # noqa: PLC0415 - api imports app's Platform
+
+    built = platform or Platform(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await built.start()
+        try:
+            yield
+        finally:
+            await asyncio.shield(built.stop())
+
+    return create_api(built, lifespan=lifespan)

@@ -1,0 +1,140 @@
+"""`assay serve` and `assay keys`: commands that run or administer a platform locally."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import sys
+
+from assay.config import Settings
+from assay.storage import ApiKey, Storage, create_storage
+
+__all__ = ["add_commands"]
+
+logger = logging.getLogger("assay.serve")
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser("serve", help="run the platform: REST API, queue, engine")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.set_defaults(handler=_serve)
+
+    keys = commands.add_parser("keys", help="manage API keys (stored hashed)")
+    key_commands = keys.add_subparsers(title="keys commands", metavar="COMMAND")
+    create = key_commands.add_parser("create", help="create a key and print it once")
+    create.add_argument("name", help="who or what the key is for")
+    create.set_defaults(handler=_keys_create)
+    listing = key_commands.add_parser("list", help="list keys (never their secrets)")
+    listing.set_defaults(handler=_keys_list)
+    revoke = key_commands.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("id", type=int)
+    revoke.set_defaults(handler=_keys_revoke)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def _storage(settings: Settings) -> Storage:
+    if settings.storage.url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    storage = create_storage(settings.storage_url())
+    await storage.start()
+    return storage
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn  # noqa: PLC0415 - only the server needs it
+
+    from assay.app import create_app  # noqa: PLC0415
+
+    async def keys_exist() -> bool:
+        storage = await _storage(settings)
+        try:
+            return await storage.has_active_api_keys()
+        finally:
+            await storage.close()
+
+    protected = asyncio.run(keys_exist())
+    if not protected:
+        if not is_loopback(args.host):
+            print(
+                f"assay: refusing to serve on {args.host} without an API key; create one with "
+                "`assay keys create NAME`, or bind to 127.0.0.1",
+                file=sys.stderr,
+            )
+            return 2
+        logger.warning(
+            "no API key exists: the API on %s:%d is open to anyone on this machine "
+            "(create one with `assay keys create NAME`)",
+            args.host,
+            args.port,
+        )
+    logger.warning("serving on http://%s:%d (docs at /docs)", args.host, args.port)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _print_key(key: ApiKey) -> None:
+    state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+    print(f"{key.id:>4}  {key.prefix}…  {key.name:<24} {key.created_at:%Y-%m-%d %H:%M}  {state}")
+
+
+def _keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    async def create() -> tuple[ApiKey, str]:
+        storage = await _storage(settings)
+        try:
+            return await storage.create_api_key(args.name)
+        finally:
+            await storage.close()
+
+    key, secret = asyncio.run(create())
+    print(secret)
+    print(
+        f"created API key {key.id} ({key.name}); it is shown only now. Use it as "
+        "'Authorization: Bearer <key>' or ASSAY_API_KEY.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _keys_list(_args: argparse.Namespace, settings: Settings) -> int:
+    async def listing() -> list[ApiKey]:
+        storage = await _storage(settings)
+        try:
+            return await storage.list_api_keys()
+        finally:
+            await storage.close()
+
+    keys = asyncio.run(listing())
+    if not keys:
+        print("no API keys: the API is open on loopback and refuses other addresses")
+    for key in keys:
+        _print_key(key)
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    async def revoke() -> ApiKey:
+        storage = await _storage(settings)
+        try:
+            return await storage.revoke_api_key(args.id)
+        finally:
+            await storage.close()
+
+    _print_key(asyncio.run(revoke()))
+    return 0

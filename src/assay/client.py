@@ -1,0 +1,317 @@
+"""Python clients for the Assay REST API: :class:`AssayClient` (sync) and
+:class:`AsyncAssayClient`. Both cover the whole API and raise Assay's own exceptions for
+error responses (``QueueFullError`` carries ``retry_after``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+
+from assay.api.schemas import BatchOut, EvaluationList, EvaluationOut, EventOut, QueueOut
+from assay.errors import (
+    ApiError,
+    AssayError,
+    AuthenticationError,
+    IdempotencyConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    QueueFullError,
+)
+
+__all__ = ["DEFAULT_URL", "AssayClient", "AsyncAssayClient"]
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+_PREFIX = "/api/v1"
+_TERMINAL = {"completed", "failed", "timeout", "oom", "output_limit", "error", "cancelled"}
+_MAX_WAIT_PER_CALL = 30.0
+
+
+def _error(response: httpx.Response) -> AssayError:
+    try:
+        error = response.json()["error"]
+        code, message = str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        code, message = "http_error", f"HTTP {response.status_code}: {response.text[:200]}"
+    if code == "queue_full":
+        return QueueFullError(message, retry_after=int(response.headers.get("Retry-After", "5")))
+    classes: dict[str, type[AssayError]] = {
+        "invalid_request": InvalidRequestError,
+        "validation_error": InvalidRequestError,
+        "not_found": NotFoundError,
+        "idempotency_conflict": IdempotencyConflictError,
+        "unauthorized": AuthenticationError,
+    }
+    if code in classes:
+        return classes[code](message)
+    return ApiError(message, status=response.status_code, code=code)
+
+
+def _check(response: httpx.Response) -> httpx.Response:
+    if response.is_error:
+        raise _error(response)
+    return response
+
+
+def _submission(code: str, **fields: Any) -> dict[str, Any]:
+    body = {"code": code}
+    body.update({key: value for key, value in fields.items() if value is not None})
+    return body
+
+
+Params = list[tuple[str, str | int | float | bool | None]]
+
+
+def _list_params(
+    status: list[str] | None, labels: dict[str, str] | None, cursor: str | None, limit: int | None
+) -> Params:
+    params: Params = [("status", s) for s in status or []]
+    params += [("label", f"{k}:{v}") for k, v in (labels or {}).items()]
+    if cursor:
+        params.append(("cursor", cursor))
+    if limit:
+        params.append(("limit", str(limit)))
+    return params
+
+
+def _sse_events(lines: Iterator[str]) -> Iterator[EventOut]:
+    data: list[str] = []
+    for line in lines:
+        if line == "":
+            if data:
+                yield EventOut.model_validate(json.loads("\n".join(data)))
+                data = []
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
+
+
+class AssayClient:
+    """Synchronous client. Use as a context manager, or call ``close()``."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(
+            base_url=url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def __enter__(self) -> AssayClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def submit(
+        self,
+        code: str,
+        *,
+        idempotency_key: str | None = None,
+        wait: float | None = None,
+        **fields: Any,
+    ) -> EvaluationOut:
+        """Queue one evaluation; ``fields``: stdin, timeout_seconds, memory_mb, cpus,
+        output_limit_bytes, files, labels, priority."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        params = {"wait": wait} if wait else {}
+        response = self._http.post(
+            f"{_PREFIX}/evaluations",
+            json=_submission(code, **fields),
+            headers=headers,
+            params=params,
+            timeout=(wait or 0) + 60,
+        )
+        return EvaluationOut.model_validate(_check(response).json())
+
+    def submit_batch(
+        self, evaluations: list[dict[str, Any]], *, idempotency_key: str | None = None
+    ) -> list[EvaluationOut]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        response = self._http.post(
+            f"{_PREFIX}/evaluations/batch", json={"evaluations": evaluations}, headers=headers
+        )
+        return BatchOut.model_validate(_check(response).json()).evaluations
+
+    def get(self, evaluation_id: str, *, wait: float | None = None) -> EvaluationOut:
+        params = {"wait": wait} if wait else {}
+        response = self._http.get(
+            f"{_PREFIX}/evaluations/{evaluation_id}", params=params, timeout=(wait or 0) + 60
+        )
+        return EvaluationOut.model_validate(_check(response).json())
+
+    def wait(self, evaluation_id: str, timeout: float | None = None) -> EvaluationOut:
+        """Block until the evaluation ends (or ``timeout`` passes); returns its state."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = _MAX_WAIT_PER_CALL if deadline is None else deadline - time.monotonic()
+            evaluation = self.get(evaluation_id, wait=max(0.0, min(remaining, _MAX_WAIT_PER_CALL)))
+            if evaluation.status in _TERMINAL or (deadline and time.monotonic() >= deadline):
+                return evaluation
+
+    def list(
+        self,
+        *,
+        status: list[str] | None = None,
+        labels: dict[str, str] | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> EvaluationList:
+        response = self._http.get(
+            f"{_PREFIX}/evaluations", params=_list_params(status, labels, cursor, limit)
+        )
+        return EvaluationList.model_validate(_check(response).json())
+
+    def cancel(self, evaluation_id: str) -> EvaluationOut:
+        response = self._http.post(f"{_PREFIX}/evaluations/{evaluation_id}/cancel")
+        return EvaluationOut.model_validate(_check(response).json())
+
+    def events(self, evaluation_id: str, *, after: int | None = None) -> Iterator[EventOut]:
+        """Past then live events until the terminal one (Server-Sent Events)."""
+        headers = {"Last-Event-ID": str(after)} if after else {}
+        with self._http.stream(
+            "GET",
+            f"{_PREFIX}/evaluations/{evaluation_id}/events",
+            headers=headers,
+            timeout=httpx.Timeout(60.0, read=None),
+        ) as response:
+            if response.is_error:
+                response.read()
+                raise _error(response)
+            yield from _sse_events(response.iter_lines())
+
+    def queue(self) -> QueueOut:
+        return QueueOut.model_validate(_check(self._http.get(f"{_PREFIX}/queue")).json())
+
+    def ready(self) -> dict[str, Any]:
+        """The /readyz report (does not raise when not ready)."""
+        body: dict[str, Any] = self._http.get("/readyz").json()
+        return body
+
+
+class AsyncAssayClient:
+    """Asynchronous client, the same API as :class:`AssayClient` with ``await``."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.AsyncClient(
+            base_url=url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    async def __aenter__(self) -> AsyncAssayClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def submit(
+        self,
+        code: str,
+        *,
+        idempotency_key: str | None = None,
+        wait: float | None = None,
+        **fields: Any,
+    ) -> EvaluationOut:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        params = {"wait": wait} if wait else {}
+        response = await self._http.post(
+            f"{_PREFIX}/evaluations",
+            json=_submission(code, **fields),
+            headers=headers,
+            params=params,
+            timeout=(wait or 0) + 60,
+        )
+        return EvaluationOut.model_validate(_check(response).json())
+
+    async def submit_batch(
+        self, evaluations: list[dict[str, Any]], *, idempotency_key: str | None = None
+    ) -> list[EvaluationOut]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        response = await self._http.post(
+            f"{_PREFIX}/evaluations/batch", json={"evaluations": evaluations}, headers=headers
+        )
+        return BatchOut.model_validate(_check(response).json()).evaluations
+
+    async def get(self, evaluation_id: str, *, wait: float | None = None) -> EvaluationOut:
+        params = {"wait": wait} if wait else {}
+        response = await self._http.get(
+            f"{_PREFIX}/evaluations/{evaluation_id}", params=params, timeout=(wait or 0) + 60
+        )
+        return EvaluationOut.model_validate(_check(response).json())
+
+    async def wait(self, evaluation_id: str, timeout: float | None = None) -> EvaluationOut:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = _MAX_WAIT_PER_CALL if deadline is None else deadline - time.monotonic()
+            evaluation = await self.get(
+                evaluation_id, wait=max(0.0, min(remaining, _MAX_WAIT_PER_CALL))
+            )
+            if evaluation.status in _TERMINAL or (deadline and time.monotonic() >= deadline):
+                return evaluation
+
+    async def list(
+        self,
+        *,
+        status: list[str] | None = None,
+        labels: dict[str, str] | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> EvaluationList:
+        response = await self._http.get(
+            f"{_PREFIX}/evaluations", params=_list_params(status, labels, cursor, limit)
+        )
+        return EvaluationList.model_validate(_check(response).json())
+
+    async def cancel(self, evaluation_id: str) -> EvaluationOut:
+        response = await self._http.post(f"{_PREFIX}/evaluations/{evaluation_id}/cancel")
+        return EvaluationOut.model_validate(_check(response).json())
+
+    async def events(
+        self, evaluation_id: str, *, after: int | None = None
+    ) -> AsyncIterator[EventOut]:
+        headers = {"Last-Event-ID": str(after)} if after else {}
+        async with self._http.stream(
+            "GET",
+            f"{_PREFIX}/evaluations/{evaluation_id}/events",
+            headers=headers,
+            timeout=httpx.Timeout(60.0, read=None),
+        ) as response:
+            if response.is_error:
+                await response.aread()
+                raise _error(response)
+            data: list[str] = []
+            async for line in response.aiter_lines():
+                if line == "":
+                    if data:
+                        yield EventOut.model_validate(json.loads("\n".join(data)))
+                        data = []
+                elif line.startswith("data:"):
+                    data.append(line[5:].lstrip())
+
+    async def queue(self) -> QueueOut:
+        response = await self._http.get(f"{_PREFIX}/queue")
+        return QueueOut.model_validate(_check(response).json())
+
+    async def ready(self) -> dict[str, Any]:
+        body: dict[str, Any] = (await self._http.get("/readyz")).json()
+        return body

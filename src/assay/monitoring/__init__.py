@@ -1,0 +1,6 @@
+"""Observability: the event bus that streams evaluation events, and Prometheus metrics."""
+
+from assay.monitoring.bus import ALL, EventBus, Notice, Subscription
+from assay.monitoring.metrics import Metrics
+
+__all__ = ["ALL", "EventBus", "Metrics", "Notice", "Subscription"]

@@ -1,0 +1,68 @@
+"""In-process event bus: tells live subscribers that an evaluation has a new event.
+
+Events themselves are persisted by storage, which stays the source of truth; a notice only
+says "read storage again". So a subscriber that falls behind loses nothing (it re-reads from
+the last event id it saw), and the bus can later be carried between processes unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+__all__ = ["ALL", "EventBus", "Notice", "Subscription"]
+
+#: Subscribe to every evaluation's notices.
+ALL = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    evaluation_id: str
+    type: str  # the event's type: queued, started, output, finished, cancelled, requeued
+
+
+class Subscription:
+    def __init__(self, maxsize: int) -> None:
+        self._queue: asyncio.Queue[Notice] = asyncio.Queue(maxsize)
+        self.lagged = False
+
+    def offer(self, notice: Notice) -> None:
+        try:
+            self._queue.put_nowait(notice)
+        except asyncio.QueueFull:
+            self.lagged = True  # the subscriber re-reads storage anyway: nothing is lost
+
+    async def next(self, timeout: float | None = None) -> Notice | None:
+        """The next notice, or None after ``timeout`` seconds without one."""
+        try:
+            return await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            return None
+
+
+class EventBus:
+    """Publish/subscribe by evaluation id (or :data:`ALL`), within one process."""
+
+    def __init__(self, *, queue_size: int = 1000) -> None:
+        self._subscribers: defaultdict[str, set[Subscription]] = defaultdict(set)
+        self._queue_size = queue_size
+
+    def publish(self, evaluation_id: str, type_: str) -> None:
+        notice = Notice(evaluation_id, type_)
+        for key in (evaluation_id, ALL):
+            for subscription in self._subscribers.get(key, ()):
+                subscription.offer(notice)
+
+    @contextmanager
+    def subscribe(self, key: str) -> Iterator[Subscription]:
+        subscription = Subscription(self._queue_size)
+        self._subscribers[key].add(subscription)
+        try:
+            yield subscription
+        finally:
+            self._subscribers[key].discard(subscription)
+            if not self._subscribers[key]:
+                del self._subscribers[key]

@@ -1,0 +1,97 @@
+"""Turning a running program's output chunks into stored, streamed ``output`` events."""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import logging
+from typing import Literal
+
+from assay.errors import StorageError
+from assay.monitoring import EventBus
+from assay.storage import Storage
+
+__all__ = ["OutputSink"]
+
+logger = logging.getLogger(__name__)
+
+Stream = Literal["stdout", "stderr"]
+
+
+class OutputSink:
+    """Coalesces chunks (every ``interval`` seconds or ``max_bytes``) into ``output`` events
+    ``{"stream", "text"}``, in order, decoding UTF-8 across chunk boundaries."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        bus: EventBus,
+        evaluation_id: str,
+        *,
+        interval: float = 0.1,
+        max_bytes: int = 64 * 1024,
+    ) -> None:
+        self._storage = storage
+        self._bus = bus
+        self._id = evaluation_id
+        self._interval = interval
+        self._max_bytes = max_bytes
+        self._pending: list[tuple[Stream, bytes]] = []
+        self._pending_bytes = 0
+        streams: tuple[Stream, ...] = ("stdout", "stderr")
+        self._decoders = {
+            stream: codecs.getincrementaldecoder("utf-8")(errors="replace") for stream in streams
+        }
+        self._lock = asyncio.Lock()
+        self._timer: asyncio.Task[None] | None = None
+        self._sleeping = False
+
+    def add(self, stream: Stream, data: bytes) -> None:
+        if self._pending and self._pending[-1][0] == stream:
+            self._pending[-1] = (stream, self._pending[-1][1] + data)
+        else:
+            self._pending.append((stream, data))
+        self._pending_bytes += len(data)
+        if self._timer is None or self._timer.done():
+            delay = 0 if self._pending_bytes >= self._max_bytes else self._interval
+            self._timer = asyncio.create_task(self._flush_after(delay))
+
+    async def _flush_after(self, delay: float) -> None:
+        self._sleeping = True
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            self._sleeping = False
+        await self.flush()
+
+    async def flush(self, *, final: bool = False) -> None:
+        async with self._lock:
+            pending, self._pending, self._pending_bytes = self._pending, [], 0
+            for stream, data in pending:
+                text = self._decoders[stream].decode(data, final=final)
+                if text:
+                    await self._emit(stream, text)
+            if final:
+                for stream, decoder in self._decoders.items():
+                    rest = decoder.decode(b"", final=True)
+                    if rest:
+                        await self._emit(stream, rest)
+
+    async def _emit(self, stream: Stream, text: str) -> None:
+        try:
+            await self._storage.add_event(self._id, "output", {"stream": stream, "text": text})
+        except StorageError as exc:
+            logger.warning("lost an output chunk of %s: %s", self._id, exc)
+            return
+        self._bus.publish(self._id, "output")
+
+    async def close(self) -> None:
+        """Flush everything left; safe to call from a task being cancelled."""
+        timer = self._timer
+        if timer is not None and not timer.done():
+            if self._sleeping:
+                timer.cancel()  # nothing lost: close() flushes what it would have
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+        await self.flush(final=True)

@@ -1,0 +1,131 @@
+"""The storage backend contract."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any
+
+from assay.storage.records import (
+    ApiKey,
+    Evaluation,
+    EvaluationStatus,
+    Event,
+    NewEvaluation,
+    Outcome,
+    Page,
+)
+
+__all__ = ["Storage"]
+
+
+class Storage(abc.ABC):
+    """Durable state of the platform: evaluations, their events, API keys.
+
+    Every method raises :class:`assay.errors.StorageError` (or a subclass) on failure.
+    """
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Connect and apply migrations."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise StorageError unless the database answers."""
+
+    # -- evaluations ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def create(
+        self, new: Sequence[NewEvaluation], *, max_queued: int
+    ) -> list[tuple[Evaluation, bool]]:
+        """Store evaluations as ``queued`` with a ``queued`` event each, atomically.
+
+        An idempotency key already stored returns the existing evaluation with ``False``.
+
+        Raises:
+            IdempotencyConflictError: a key is reused for a different request.
+            QueueFullError: storing the new ones would leave more than ``max_queued`` queued.
+        """
+
+    @abc.abstractmethod
+    async def get(self, evaluation_id: str) -> Evaluation:
+        """Raises NotFoundError."""
+
+    @abc.abstractmethod
+    async def list_evaluations(
+        self,
+        *,
+        statuses: Sequence[EvaluationStatus] = (),
+        labels: dict[str, str] | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page:
+        """Newest first. ``cursor`` is a page's ``next_cursor``.
+
+        Raises:
+            InvalidCursorError (a StorageError) for a cursor this storage did not make.
+        """
+
+    @abc.abstractmethod
+    async def claim_next(self, executor: str) -> Evaluation | None:
+        """Move the next queued evaluation (highest priority, then oldest) to ``running``,
+        count the attempt and record a ``started`` event; None when nothing is queued."""
+
+    @abc.abstractmethod
+    async def finish(self, evaluation_id: str, attempt: int, outcome: Outcome) -> Evaluation | None:
+        """Record the outcome of ``attempt`` and a terminal event, if that attempt is still the
+        running one; None otherwise (cancelled meanwhile, or a stale attempt)."""
+
+    @abc.abstractmethod
+    async def cancel_queued(self, evaluation_id: str) -> tuple[Evaluation, bool]:
+        """Cancel the evaluation if it is still queued; returns it in its current state and
+        whether this call cancelled it.
+
+        Raises:
+            NotFoundError.
+        """
+
+    @abc.abstractmethod
+    async def requeue(self, evaluation_id: str, attempt: int, reason: str) -> bool:
+        """Put a running attempt back in the queue (it will run again)."""
+
+    @abc.abstractmethod
+    async def recover_interrupted(self, max_attempts: int) -> tuple[list[str], list[str]]:
+        """After a crash: requeue evaluations left ``running``, or end them as ``error`` when
+        they have had ``max_attempts``. Returns (requeued ids, ended ids)."""
+
+    @abc.abstractmethod
+    async def counts(self) -> dict[EvaluationStatus, int]: ...
+
+    # -- events --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_event(self, evaluation_id: str, type_: str, data: dict[str, Any]) -> Event: ...
+
+    @abc.abstractmethod
+    async def events(self, evaluation_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
+        """Events of one evaluation with id > ``after``, oldest first. Raises NotFoundError."""
+
+    # -- API keys ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def create_api_key(self, name: str) -> tuple[ApiKey, str]:
+        """Returns the key and its secret, which is stored only as a hash."""
+
+    @abc.abstractmethod
+    async def list_api_keys(self) -> list[ApiKey]: ...
+
+    @abc.abstractmethod
+    async def revoke_api_key(self, key_id: int) -> ApiKey:
+        """Raises NotFoundError."""
+
+    @abc.abstractmethod
+    async def has_active_api_keys(self) -> bool: ...
+
+    @abc.abstractmethod
+    async def verify_api_key(self, secret: str) -> ApiKey | None:
+        """The active key with this secret, or None."""

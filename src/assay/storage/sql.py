@@ -1,0 +1,555 @@
+"""SQLAlchemy storage: SQLite (default, one file) or PostgreSQL, by URL."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event, func, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+from assay.errors import (
+    IdempotencyConflictError,
+    NotFoundError,
+    QueueFullError,
+    StorageError,
+)
+from assay.execution_engine import ExecutionRequest
+from assay.storage.interface import Storage
+from assay.storage.models import ApiKeyRow, EvaluationRow, EventRow, LabelRow
+from assay.storage.records import (
+    ApiKey,
+    Evaluation,
+    EvaluationStatus,
+    Event,
+    NewEvaluation,
+    Outcome,
+    Page,
+)
+
+__all__ = ["InvalidCursorError", "SqlStorage"]
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX = "ak_"
+_QUEUED = EvaluationStatus.QUEUED.value
+_RUNNING = EvaluationStatus.RUNNING.value
+
+
+class InvalidCursorError(StorageError):
+    code = "invalid_cursor"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)  # SQLite drops the zone; everything stored is UTC
+    return value
+
+
+def request_hash(new: NewEvaluation) -> str:
+    body = {
+        "request": new.request.model_dump(mode="json"),
+        "priority": new.priority,
+        "labels": new.labels,
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class SqlStorage(Storage):
+    """Storage on any SQLAlchemy async URL (``sqlite+aiosqlite://``, ``postgresql+asyncpg://``)."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._sqlite = url.startswith("sqlite")
+        options: dict[str, Any] = {}
+        if self._sqlite:
+            options["connect_args"] = {"timeout": 30}
+        else:
+            options.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        self._engine = create_async_engine(url, **options)
+        if self._sqlite:
+            event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
+        self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+        # SQLite allows one writer at a time; serialising writes here avoids busy retries.
+        self._write_lock = asyncio.Lock() if self._sqlite else None
+
+    async def start(self) -> None:
+        try:
+            async with self._engine.begin() as connection:
+                await connection.run_sync(_upgrade)
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot open or migrate the database: {exc}") from exc
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def ping(self) -> None:
+        async with self._session() as session:
+            await session.execute(select(1))
+
+    @asynccontextmanager
+    async def _session(self, *, write: bool = False) -> AsyncIterator[AsyncSession]:
+        try:
+            if write and self._write_lock is not None:
+                async with self._write_lock, self._sessions() as session, session.begin():
+                    yield session
+            else:
+                async with self._sessions() as session, session.begin():
+                    yield session
+        except SQLAlchemyError as exc:
+            raise StorageError(f"database error: {exc.__class__.__name__}: {exc}") from exc
+
+    # -- evaluations ---------------------------------------------------------------------
+
+    async def create(
+        self, new: Sequence[NewEvaluation], *, max_queued: int
+    ) -> list[tuple[Evaluation, bool]]:
+        try:
+            return await self._create(new, max_queued)
+        except IntegrityError as exc:  # a concurrent insert of the same idempotency key
+            raise IdempotencyConflictError(
+                "an evaluation with this Idempotency-Key is being created; retry"
+            ) from exc
+
+    async def _create(
+        self, new: Sequence[NewEvaluation], max_queued: int
+    ) -> list[tuple[Evaluation, bool]]:
+        async with self._session(write=True) as session:
+            results: list[tuple[Evaluation, bool] | None] = []
+            fresh: list[tuple[int, NewEvaluation, str]] = []
+            for index, item in enumerate(new):
+                digest = request_hash(item)
+                if item.idempotency_key is not None:
+                    existing = await session.scalar(
+                        select(EvaluationRow).where(
+                            EvaluationRow.idempotency_key == item.idempotency_key
+                        )
+                    )
+                    if existing is not None:
+                        if existing.request_hash != digest:
+                            raise IdempotencyConflictError(
+                                f"Idempotency-Key {item.idempotency_key!r} was used for a "
+                                "different request"
+                            )
+                        results.append((_evaluation(existing), False))
+                        continue
+                results.append(None)
+                fresh.append((index, item, digest))
+            if fresh:
+                queued = (
+                    await session.scalar(
+                        select(func.count())
+                        .select_from(EvaluationRow)
+                        .where(EvaluationRow.status == _QUEUED)
+                    )
+                    or 0
+                )
+                if queued + len(fresh) > max_queued:
+                    raise QueueFullError(
+                        f"the queue holds {queued} evaluations and takes at most {max_queued}; "
+                        "retry later",
+                    )
+            now = _now()
+            for index, item, digest in fresh:
+                request = item.request
+                row = EvaluationRow(
+                    id=str(uuid.uuid4()),
+                    status=_QUEUED,
+                    priority=item.priority,
+                    language=request.language,
+                    code=request.code,
+                    stdin=request.stdin,
+                    files=dict(request.files),
+                    timeout_seconds=request.timeout_seconds,
+                    memory_mb=request.memory_mb,
+                    cpus=request.cpus,
+                    output_limit_bytes=request.output_limit_bytes,
+                    labels=dict(item.labels),
+                    idempotency_key=item.idempotency_key,
+                    request_hash=digest,
+                    created_at=now,
+                    attempts=0,
+                    stdout_truncated=False,
+                    stderr_truncated=False,
+                )
+                session.add(row)
+                await session.flush()
+                session.add_all(
+                    LabelRow(evaluation_seq=row.seq, key=k, value=v) for k, v in item.labels.items()
+                )
+                session.add(EventRow(evaluation_seq=row.seq, type="queued", at=now, data={}))
+                results[index] = (_evaluation(row), True)
+            return [result for result in results if result is not None]
+
+    async def get(self, evaluation_id: str) -> Evaluation:
+        async with self._session() as session:
+            return _evaluation(await _row(session, evaluation_id))
+
+    async def list_evaluations(
+        self,
+        *,
+        statuses: Sequence[EvaluationStatus] = (),
+        labels: dict[str, str] | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page:
+        query = select(EvaluationRow).order_by(EvaluationRow.seq.desc()).limit(limit + 1)
+        if statuses:
+            query = query.where(EvaluationRow.status.in_([s.value for s in statuses]))
+        for key, value in (labels or {}).items():
+            query = query.where(
+                select(LabelRow.evaluation_seq)
+                .where(
+                    LabelRow.evaluation_seq == EvaluationRow.seq,
+                    LabelRow.key == key,
+                    LabelRow.value == value,
+                )
+                .exists()
+            )
+        if cursor is not None:
+            query = query.where(EvaluationRow.seq < _decode_cursor(cursor))
+        async with self._session() as session:
+            rows = list(await session.scalars(query))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = _encode_cursor(rows[-1].seq) if more and rows else None
+        return Page(items=[_evaluation(row) for row in rows], next_cursor=next_cursor)
+
+    async def claim_next(self, executor: str) -> Evaluation | None:
+        async with self._session(write=True) as session:
+            row = await session.scalar(
+                select(EvaluationRow)
+                .where(EvaluationRow.status == _QUEUED)
+                .order_by(EvaluationRow.priority.desc(), EvaluationRow.seq)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+            if row is None:
+                return None
+            now = _now()
+            row.status = _RUNNING
+            row.attempts += 1
+            row.started_at = now
+            row.executor = executor
+            session.add(
+                EventRow(
+                    evaluation_seq=row.seq,
+                    type="started",
+                    at=now,
+                    data={"attempt": row.attempts, "executor": executor},
+                )
+            )
+            await session.flush()
+            return _evaluation(row)
+
+    async def finish(self, evaluation_id: str, attempt: int, outcome: Outcome) -> Evaluation | None:
+        async with self._session(write=True) as session:
+            row = await _row(session, evaluation_id)
+            if row.status != _RUNNING or row.attempts != attempt:
+                return None
+            now = _now()
+            _apply_outcome(row, outcome, now)
+            session.add(
+                EventRow(
+                    evaluation_seq=row.seq,
+                    type="cancelled"
+                    if outcome.status is EvaluationStatus.CANCELLED
+                    else "finished",
+                    at=now,
+                    data=_terminal_data(outcome),
+                )
+            )
+            await session.flush()
+            return _evaluation(row)
+
+    async def cancel_queued(self, evaluation_id: str) -> tuple[Evaluation, bool]:
+        async with self._session(write=True) as session:
+            row = await _row(session, evaluation_id)
+            cancelled = row.status == _QUEUED
+            if cancelled:
+                now = _now()
+                outcome = Outcome(status=EvaluationStatus.CANCELLED, error="cancelled while queued")
+                _apply_outcome(row, outcome, now)
+                session.add(
+                    EventRow(
+                        evaluation_seq=row.seq,
+                        type="cancelled",
+                        at=now,
+                        data=_terminal_data(outcome),
+                    )
+                )
+                await session.flush()
+            return _evaluation(row), cancelled
+
+    async def requeue(self, evaluation_id: str, attempt: int, reason: str) -> bool:
+        async with self._session(write=True) as session:
+            row = await _row(session, evaluation_id)
+            if row.status != _RUNNING or row.attempts != attempt:
+                return False
+            row.status = _QUEUED
+            row.started_at = None
+            session.add(
+                EventRow(
+                    evaluation_seq=row.seq, type="requeued", at=_now(), data={"reason": reason}
+                )
+            )
+            return True
+
+    async def recover_interrupted(self, max_attempts: int) -> tuple[list[str], list[str]]:
+        requeued: list[str] = []
+        ended: list[str] = []
+        async with self._session(write=True) as session:
+            rows = await session.scalars(
+                select(EvaluationRow).where(EvaluationRow.status == _RUNNING)
+            )
+            now = _now()
+            for row in rows:
+                if row.attempts < max_attempts:
+                    row.status = _QUEUED
+                    row.started_at = None
+                    reason = "the platform stopped while this evaluation was running"
+                    session.add(
+                        EventRow(
+                            evaluation_seq=row.seq, type="requeued", at=now, data={"reason": reason}
+                        )
+                    )
+                    requeued.append(row.id)
+                else:
+                    outcome = Outcome(
+                        status=EvaluationStatus.ERROR,
+                        error=f"interrupted by platform restarts {row.attempts} times; not retried",
+                    )
+                    _apply_outcome(row, outcome, now)
+                    session.add(
+                        EventRow(
+                            evaluation_seq=row.seq,
+                            type="finished",
+                            at=now,
+                            data=_terminal_data(outcome),
+                        )
+                    )
+                    ended.append(row.id)
+        return requeued, ended
+
+    async def counts(self) -> dict[EvaluationStatus, int]:
+        async with self._session() as session:
+            rows = await session.execute(
+                select(EvaluationRow.status, func.count()).group_by(EvaluationRow.status)
+            )
+            found = {EvaluationStatus(status): count for status, count in rows.tuples()}
+        return {status: found.get(status, 0) for status in EvaluationStatus}
+
+    # -- events --------------------------------------------------------------------------
+
+    async def add_event(self, evaluation_id: str, type_: str, data: dict[str, Any]) -> Event:
+        async with self._session(write=True) as session:
+            row = await _row(session, evaluation_id)
+            event_row = EventRow(evaluation_seq=row.seq, type=type_, at=_now(), data=data)
+            session.add(event_row)
+            await session.flush()
+            return _event(event_row, evaluation_id)
+
+    async def events(self, evaluation_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
+        async with self._session() as session:
+            row = await _row(session, evaluation_id)
+            rows = await session.scalars(
+                select(EventRow)
+                .where(EventRow.evaluation_seq == row.seq, EventRow.id > after)
+                .order_by(EventRow.id)
+                .limit(limit)
+            )
+            return [_event(event_row, evaluation_id) for event_row in rows]
+
+    # -- API keys ------------------------------------------------------------------------
+
+    async def create_api_key(self, name: str) -> tuple[ApiKey, str]:
+        secret = KEY_PREFIX + secrets.token_urlsafe(32)
+        async with self._session(write=True) as session:
+            row = ApiKeyRow(
+                name=name, prefix=secret[:10], key_hash=_hash_secret(secret), created_at=_now()
+            )
+            session.add(row)
+            await session.flush()
+            return _api_key(row), secret
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        async with self._session() as session:
+            return [
+                _api_key(row)
+                for row in await session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id))
+            ]
+
+    async def revoke_api_key(self, key_id: int) -> ApiKey:
+        async with self._session(write=True) as session:
+            row = await session.get(ApiKeyRow, key_id)
+            if row is None:
+                raise NotFoundError(f"no API key with id {key_id}")
+            if row.revoked_at is None:
+                row.revoked_at = _now()
+            return _api_key(row)
+
+    async def has_active_api_keys(self) -> bool:
+        async with self._session() as session:
+            found = await session.scalar(
+                select(ApiKeyRow.id).where(ApiKeyRow.revoked_at.is_(None)).limit(1)
+            )
+            return found is not None
+
+    async def verify_api_key(self, secret: str) -> ApiKey | None:
+        async with self._session() as session:
+            row = await session.scalar(
+                select(ApiKeyRow).where(
+                    ApiKeyRow.key_hash == _hash_secret(secret), ApiKeyRow.revoked_at.is_(None)
+                )
+            )
+            return None if row is None else _api_key(row)
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    for pragma in (
+        "journal_mode=WAL",
+        "synchronous=NORMAL",
+        "foreign_keys=ON",
+        "busy_timeout=30000",
+    ):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _upgrade(connection: Connection) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("assay.storage") / "migrations"))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+async def _row(session: AsyncSession, evaluation_id: str) -> EvaluationRow:
+    row = await session.scalar(select(EvaluationRow).where(EvaluationRow.id == evaluation_id))
+    if row is None:
+        raise NotFoundError(f"no evaluation with id {evaluation_id!r}")
+    return row
+
+
+def _apply_outcome(row: EvaluationRow, outcome: Outcome, now: datetime) -> None:
+    row.status = outcome.status.value
+    row.exit_code = outcome.exit_code
+    row.signal = outcome.signal
+    row.stdout = outcome.stdout
+    row.stderr = outcome.stderr
+    row.stdout_truncated = outcome.stdout_truncated
+    row.stderr_truncated = outcome.stderr_truncated
+    row.duration_seconds = outcome.duration_seconds
+    row.cpu_time_seconds = outcome.cpu_time_seconds
+    row.peak_memory_bytes = outcome.peak_memory_bytes
+    row.error = outcome.error
+    row.finished_at = now
+
+
+def _terminal_data(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "status": outcome.status.value,
+        "exit_code": outcome.exit_code,
+        "signal": outcome.signal,
+        "duration_seconds": outcome.duration_seconds,
+        "error": outcome.error,
+    }
+
+
+def _evaluation(row: EvaluationRow) -> Evaluation:
+    status = EvaluationStatus(row.status)
+    outcome = None
+    if status.terminal:
+        outcome = Outcome(
+            status=status,
+            exit_code=row.exit_code,
+            signal=row.signal,
+            stdout=row.stdout,
+            stderr=row.stderr,
+            stdout_truncated=row.stdout_truncated,
+            stderr_truncated=row.stderr_truncated,
+            duration_seconds=row.duration_seconds,
+            cpu_time_seconds=row.cpu_time_seconds,
+            peak_memory_bytes=row.peak_memory_bytes,
+            error=row.error,
+        )
+    return Evaluation(
+        id=row.id,
+        seq=row.seq,
+        status=status,
+        priority=row.priority,
+        request=ExecutionRequest(
+            code=row.code,
+            language="python",
+            stdin=row.stdin,
+            timeout_seconds=row.timeout_seconds,
+            memory_mb=row.memory_mb,
+            cpus=row.cpus,
+            output_limit_bytes=row.output_limit_bytes,
+            files=dict(row.files),
+        ),
+        labels=dict(row.labels),
+        idempotency_key=row.idempotency_key,
+        outcome=outcome,
+        created_at=_utc(row.created_at) or _now(),
+        started_at=_utc(row.started_at),
+        finished_at=_utc(row.finished_at),
+        attempts=row.attempts,
+        executor=row.executor,
+    )
+
+
+def _event(row: EventRow, evaluation_id: str) -> Event:
+    return Event(
+        id=row.id,
+        evaluation_id=evaluation_id,
+        type=row.type,
+        at=_utc(row.at) or _now(),
+        data=row.data,
+    )
+
+
+def _api_key(row: ApiKeyRow) -> ApiKey:
+    return ApiKey(
+        id=row.id,
+        name=row.name,
+        prefix=row.prefix,
+        created_at=_utc(row.created_at) or _now(),
+        revoked_at=_utc(row.revoked_at),
+    )
+
+
+def _encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, value = text.partition(":")
+        if kind != "seq":
+            raise ValueError(kind)
+        return int(value)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidCursorError(f"invalid cursor {cursor!r}") from exc
