@@ -3,16 +3,23 @@ either is missing they fail under CI (``CI`` set) and skip, with the reason, els
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+import uvicorn
 
-from assay.config import ExecutionSettings
+from assay.app import Platform, create_app
+from assay.client import AsyncAssayClient
+from assay.config import ExecutionSettings, Settings
 from assay.errors import ExecutionError
 from assay.execution_engine.docker_client import DockerDaemon
 from assay.execution_engine.docker_engine import LABEL_ENGINE, LABEL_MANAGED, DockerEngine
-from tests.sandbox import TEST_ENGINE_PREFIX, make_settings
+from tests.sandbox import TEST_ENGINE_PREFIX, make_settings, platform_settings
 
 
 def docker_unavailable(reason: str) -> None:
@@ -65,3 +72,51 @@ def _remove_test_containers() -> Iterator[None]:
                 daemon.remove(container_id)
     finally:
         daemon.close()
+
+
+@dataclass
+class RunningServer:
+    url: str
+    platform: Platform
+    settings: Settings
+
+    def client(self, api_key: str | None = None) -> AsyncAssayClient:
+        return AsyncAssayClient(self.url, api_key=api_key)
+
+
+@asynccontextmanager
+async def running_server(settings: Settings) -> AsyncIterator[RunningServer]:
+    """``assay serve``'s application on a real socket (loopback, a free port), in this loop."""
+    platform = Platform(settings)
+    config = uvicorn.Config(
+        create_app(settings, platform=platform), host="127.0.0.1", port=0, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("server stopped while starting")
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield RunningServer(f"http://127.0.0.1:{port}", platform, settings)
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+async def server(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[RunningServer]:
+    """A live platform with the real Docker engine; settings overridable with
+    ``@pytest.mark.parametrize("server", [{"queue": {...}}], indirect=True)``."""
+    overrides = getattr(request, "param", {})
+    settings = platform_settings(tmp_path / "data", **overrides)
+    engine = DockerEngine(make_settings())  # the machine's engine, whatever the test overrides
+    health = await engine.check_health()
+    await engine.close()
+    if not health.healthy:
+        docker_unavailable(health.detail)
+    async with running_server(settings) as running:
+        yield running
+    assert leftover_containers(settings.execution.engine_id) == [], "a container was left behind"

@@ -6,7 +6,7 @@ import textwrap
 import uuid
 from pathlib import Path
 
-from assay.config import ExecutionSettings
+from assay.config import ExecutionSettings, Settings
 from assay.execution_engine import ExecutionRequest, ExecutionResult, ExecutionStatus
 from assay.execution_engine.docker_engine import SANDBOX_UID, DockerEngine
 
@@ -51,3 +51,18 @@ def sandbox_processes() -> list[int]:
                 if line.startswith("Uid:") and int(line.split()[1]) == SANDBOX_UID:
                     pids.append(int(entry.name))
     return pids
+
+
+def platform_settings(data_dir: Path, **overrides: object) -> Settings:
+    """Settings for a test platform: its own SQLite file and engine id."""
+    values: dict[str, object] = {
+        "data_dir": data_dir,
+        "execution": make_settings().model_dump(),
+        "queue": {"concurrency": 2},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(values.get(key), dict):
+            values[key] = {**values[key], **value}  # type: ignore[dict-item]
+        else:
+            values[key] = value
+    return Settings.model_validate(values)

@@ -1,4 +1,8 @@
-"""Refuses request bodies over a size cap with 413, before any of them is parsed."""
+"""Refuses request bodies over a size cap with 413, before any of them is parsed.
+
+An oversized body is read and dropped (up to ``_DRAIN_FACTOR`` times the cap) so that the
+client, which sends its whole body before reading, sees the 413 rather than a reset
+connection; beyond that the connection is closed."""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["BodyLimitMiddleware"]
+
+_DRAIN_FACTOR = 4
 
 
 class BodyLimitMiddleware:
@@ -19,23 +25,27 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
-            return
+        if declared is not None and declared.isdigit():
+            if int(declared) > self.max_bytes * _DRAIN_FACTOR:
+                await self._refuse(send)
+                return
         chunks: list[bytes] = []
         size = 0
-        while True:
+        more = True
+        while more:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
             body = message.get("body", b"")
+            more = bool(message.get("more_body", False))
             size += len(body)
             if size > self.max_bytes:
-                await self._refuse(send)
-                return
+                chunks.clear()
+                if size > self.max_bytes * _DRAIN_FACTOR or not more:
+                    await self._refuse(send)
+                    return
+                continue
             chunks.append(body)
-            if not message.get("more_body", False):
-                break
         replayed = False
 
         async def replay() -> Message:

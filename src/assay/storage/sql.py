@@ -357,7 +357,7 @@ class SqlStorage(Storage):
             rows = await session.execute(
                 select(EvaluationRow.status, func.count()).group_by(EvaluationRow.status)
             )
-            found = {EvaluationStatus(status): count for status, count in rows.tuples()}
+            found = {EvaluationStatus(status): count for status, count in rows.all()}
         return {status: found.get(status, 0) for status in EvaluationStatus}
 
     # -- events --------------------------------------------------------------------------

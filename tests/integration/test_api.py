@@ -1,0 +1,411 @@
+"""Every endpoint of the REST API and its error paths, on a live server with the real engine."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+
+from assay.client import AsyncAssayClient
+from assay.errors import (
+    IdempotencyConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    QueueFullError,
+)
+from tests.conftest import RunningServer, leftover_containers
+from tests.sandbox import sandbox_processes
+
+pytestmark = [pytest.mark.docker, pytest.mark.integration]
+
+SLOW = "import time\nprint('started', flush=True)\ntime.sleep(25)"
+
+
+def long_timeouts() -> dict[str, object]:
+    return {"execution": {"default_timeout_seconds": 30.0}}
+
+
+async def raw(server: RunningServer, method: str, path: str, **kwargs: object) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        return await http.request(method, path, **kwargs)  # type: ignore[arg-type]
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    return str(body["error"]["message"])
+
+
+async def test_submit_then_wait_for_the_verdict(server: RunningServer) -> None:
+    response = await raw(
+        server,
+        "POST",
+        "/api/v1/evaluations",
+        json={"code": "import sys\nprint(sys.stdin.read())", "stdin": "hi"},
+    )
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "queued"
+    assert body["request"]["stdin"] == "hi"
+    async with server.client() as client:
+        done = await client.wait(body["id"], timeout=30)
+    assert done.status == "completed"
+    assert done.stdout == "hi\n"
+    assert done.exit_code == 0 and done.attempts == 1 and done.executor == "local" or done.executor
+    assert done.started_at is not None and done.finished_at is not None
+    assert done.created_at <= done.started_at <= done.finished_at
+
+
+async def test_submit_with_wait_returns_the_finished_evaluation(server: RunningServer) -> None:
+    response = await raw(
+        server,
+        "POST",
+        "/api/v1/evaluations?wait=30",
+        json={
+            "code": "import sys\nprint('oops', file=sys.stderr)\nsys.exit(3)",
+            "labels": {"k": "v"},
+        },
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "failed"
+    assert body["exit_code"] == 3
+    assert body["stderr"] == "oops\n"
+    assert body["labels"] == {"k": "v"}
+    assert body["duration_seconds"] > 0 and body["peak_memory_bytes"] > 0
+
+
+async def test_verdicts_reach_the_api(server: RunningServer) -> None:
+    async with server.client() as client:
+        timeout = await client.submit("while True:\n    pass", timeout_seconds=1, wait=30)
+        oom = await client.submit("x = b'x' * 10**9", memory_mb=64, wait=30)
+        flood = await client.submit(
+            "while True:\n    print('x' * 100)", output_limit_bytes=1000, wait=30
+        )
+    assert (timeout.status, timeout.signal) == ("timeout", 9)
+    assert oom.status == "oom"
+    assert flood.status == "output_limit"
+    assert flood.stdout is not None and len(flood.stdout) == 1000 and flood.stdout_truncated
+
+
+async def test_get_with_wait_answers_when_it_ends(server: RunningServer) -> None:
+    async with server.client() as client:
+        queued = await client.submit("import time\ntime.sleep(1)\nprint('late')")
+        began = time.monotonic()
+        done = await client.get(queued.id, wait=30)
+    assert done.status == "completed" and done.stdout == "late\n"
+    assert time.monotonic() - began < 15
+
+
+@pytest.mark.parametrize("server", [{"api": {"max_wait_seconds": 1.0}}], indirect=True)
+async def test_a_small_wait_cap_returns_early(server: RunningServer) -> None:
+    async with server.client() as client:
+        running = await client.submit(SLOW)
+        began = time.monotonic()
+        same = await client.get(running.id, wait=20)
+        assert time.monotonic() - began < 3
+        assert same.status in {"queued", "running"}
+        await client.cancel(running.id)
+
+
+async def test_idempotency_key_deduplicates_retries(server: RunningServer) -> None:
+    body = {"code": "print('once')"}
+    headers = {"Idempotency-Key": "retry-123"}
+    first = await raw(server, "POST", "/api/v1/evaluations", json=body, headers=headers)
+    second = await raw(server, "POST", "/api/v1/evaluations", json=body, headers=headers)
+    assert first.status_code == 202
+    assert second.status_code == 200
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert first.json()["id"] == second.json()["id"]
+    conflict = await raw(
+        server, "POST", "/api/v1/evaluations", json={"code": "print('other')"}, headers=headers
+    )
+    assert "retry-123" in assert_error(conflict, 409, "idempotency_conflict")
+    async with server.client() as client:
+        with pytest.raises(IdempotencyConflictError):
+            await client.submit("print('again other')", idempotency_key="retry-123")
+        page = await client.list(limit=100)
+    assert [e.id for e in page.items].count(first.json()["id"]) == 1
+
+
+async def test_batch_submits_all_or_none(server: RunningServer) -> None:
+    async with server.client() as client:
+        created = await client.submit_batch(
+            [{"code": f"print({i})", "labels": {"batch": "b1"}} for i in range(3)]
+        )
+        assert len({e.id for e in created}) == 3
+        results = [await client.wait(e.id, timeout=60) for e in created]
+        assert [r.stdout for r in results] == ["0\n", "1\n", "2\n"]
+        bad = await raw(
+            server,
+            "POST",
+            "/api/v1/evaluations/batch",
+            json={
+                "evaluations": [
+                    {"code": "print(1)", "labels": {"batch": "b2"}},
+                    {"code": "print(2)", "timeout_seconds": 10**6},
+                ]
+            },
+        )
+        assert "evaluations[1]" in assert_error(bad, 422, "invalid_request")
+        page = await client.list(labels={"batch": "b2"})
+        assert page.items == [], "a refused batch stores nothing"
+
+
+@pytest.mark.parametrize("server", [{"api": {"max_batch_size": 2}}], indirect=True)
+async def test_batch_size_is_capped(server: RunningServer) -> None:
+    response = await raw(
+        server,
+        "POST",
+        "/api/v1/evaluations/batch",
+        json={"evaluations": [{"code": "print(1)"}] * 3},
+    )
+    assert "limit is 2" in assert_error(response, 422, "invalid_request")
+    empty = await raw(server, "POST", "/api/v1/evaluations/batch", json={"evaluations": []})
+    assert_error(empty, 422, "validation_error")
+
+
+async def test_list_filters_and_paginates_newest_first(server: RunningServer) -> None:
+    async with server.client() as client:
+        created = await client.submit_batch(
+            [
+                {"code": f"print({i})", "labels": {"run": "pages", "parity": str(i % 2)}}
+                for i in range(7)
+            ]
+        )
+        for evaluation in created:
+            await client.wait(evaluation.id, timeout=60)
+        failing = await client.submit("raise SystemExit(1)", labels={"run": "pages"}, wait=30)
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await client.list(labels={"run": "pages"}, limit=3, cursor=cursor)
+            seen += [e.id for e in page.items]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert seen == [failing.id] + [e.id for e in reversed(created)]
+        odd = await client.list(labels={"run": "pages", "parity": "1"})
+        assert {e.id for e in odd.items} == {created[i].id for i in (1, 3, 5)}
+        failed = await client.list(status=["failed"], labels={"run": "pages"})
+        assert [e.id for e in failed.items] == [failing.id]
+        assert all(e.request is None for e in odd.items), "lists leave out the request"
+    bad_cursor = await raw(server, "GET", "/api/v1/evaluations?cursor=bm9wZQ")
+    assert_error(bad_cursor, 400, "invalid_cursor")
+    bad_label = await raw(server, "GET", "/api/v1/evaluations?label=nocolon")
+    assert_error(bad_label, 422, "invalid_request")
+    bad_status = await raw(server, "GET", "/api/v1/evaluations?status=sleeping")
+    assert_error(bad_status, 422, "validation_error")
+
+
+@pytest.mark.parametrize("server", [{"queue": {"concurrency": 1}}], indirect=True)
+async def test_cancel_queued_and_running(server: RunningServer) -> None:
+    async with server.client() as client:
+        running = await client.submit(SLOW)
+        queued = await client.submit("print('never')")
+        async for event in client.events(running.id):
+            if event.type == "output":
+                break
+        cancelled_queued = await client.cancel(queued.id)
+        assert cancelled_queued.status == "cancelled"
+        assert cancelled_queued.started_at is None
+        began = time.monotonic()
+        cancelled_running = await client.cancel(running.id)
+        assert time.monotonic() - began < 5
+        assert cancelled_running.status == "cancelled"
+        assert leftover_containers(server.settings.execution.engine_id) == []
+        assert sandbox_processes() == []
+        again = await client.cancel(running.id)
+        assert again.status == "cancelled"
+        done = await client.submit("print('after')", wait=30)
+        assert done.status == "completed"
+        assert (await client.cancel(done.id)).status == "completed", (
+            "finished ones stay as they are"
+        )
+        events = [e.type async for e in client.events(running.id)]
+    assert events[-1] == "cancelled"
+    missing = await raw(server, "POST", "/api/v1/evaluations/nope/cancel")
+    assert_error(missing, 404, "not_found")
+
+
+async def test_sse_delivers_output_live_and_resumes(server: RunningServer) -> None:
+    code = "import time\nfor i in range(4):\n    print('tick', i, flush=True)\n    time.sleep(1)"
+    async with server.client() as client:
+        evaluation = await client.submit(code)
+        received: list[tuple[str, float, dict[str, object]]] = []
+        ids: list[int] = []
+        async for event in client.events(evaluation.id):
+            received.append((event.type, time.monotonic(), event.data))
+            ids.append(event.id)
+        finished_at = received[-1][1]
+        types = [t for t, _, _ in received]
+        assert types[0] == "queued" and "started" in types and types[-1] == "finished"
+        output = "".join(str(d["text"]) for t, _, d in received if t == "output")
+        assert output == "".join(f"tick {i}\n" for i in range(4))
+        first_output = next(at for t, at, _ in received if t == "output")
+        assert finished_at - first_output > 2, "output must arrive while the program runs"
+        assert ids == sorted(ids)
+        resumed = [e.id async for e in client.events(evaluation.id, after=ids[2])]
+        assert resumed == ids[3:]
+    missing = await raw(server, "GET", "/api/v1/evaluations/nope/events")
+    assert_error(missing, 404, "not_found")
+
+
+async def test_queue_health_readiness_and_metrics(server: RunningServer) -> None:
+    async with server.client() as client:
+        await client.submit("print(1)", wait=30)
+        queue = await client.queue()
+    assert queue.capacity == 2 and queue.max_queued == server.settings.queue.max_queued
+    assert queue.counts["completed"] >= 1 and queue.depth == 0
+    assert (await raw(server, "GET", "/healthz")).json() == {"status": "ok"}
+    ready = await raw(server, "GET", "/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["engine"]["ok"] is True
+    metrics = (await raw(server, "GET", "/metrics")).text
+    for name in (
+        "assay_queue_depth",
+        "assay_evaluations_running",
+        'assay_evaluations_total{status="completed"}',
+        "assay_queue_wait_seconds_bucket",
+        "assay_execution_seconds_bucket",
+        "assay_end_to_end_seconds_bucket",
+        "assay_engine_errors",
+    ):
+        assert name in metrics, name
+    openapi = (await raw(server, "GET", "/openapi.json")).json()
+    assert "/api/v1/evaluations/{evaluation_id}/events" in openapi["paths"]
+    assert (await raw(server, "GET", "/docs")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "server",
+    [{"queue": {"concurrency": 1, "max_queued": 2, "retry_after_seconds": 7}}],
+    indirect=True,
+)
+async def test_a_full_queue_answers_429_with_retry_after(server: RunningServer) -> None:
+    async with server.client() as client:
+        running = await client.submit(SLOW)
+        async for event in client.events(running.id):
+            if event.type == "started":
+                break
+        waiting = [await client.submit(SLOW) for _ in range(2)]
+        response = await raw(server, "POST", "/api/v1/evaluations", json={"code": "print(1)"})
+        assert_error(response, 429, "queue_full")
+        assert response.headers["Retry-After"] == "7"
+        with pytest.raises(QueueFullError) as caught:
+            await client.submit("print(1)")
+        assert caught.value.retry_after == 7
+        for evaluation in [running, *waiting]:
+            await client.cancel(evaluation.id)
+
+
+async def test_bad_input_gets_one_json_error_shape(server: RunningServer) -> None:
+    url = "/api/v1/evaluations"
+    cases = [
+        (
+            await raw(
+                server,
+                "POST",
+                url,
+                content=b'{"code": ',
+                headers={"content-type": "application/json"},
+            ),
+            422,
+            "validation_error",
+        ),
+        (
+            await raw(server, "POST", url, json={"code": "x", "colour": "red"}),
+            422,
+            "validation_error",
+        ),
+        (await raw(server, "POST", url, json={"stdin": "no code"}), 422, "validation_error"),
+        (
+            await raw(server, "POST", url, json={"code": "x", "memory_mb": -1}),
+            422,
+            "invalid_request",
+        ),
+        (
+            await raw(server, "POST", url, json={"code": "x", "timeout_seconds": 10**9}),
+            422,
+            "invalid_request",
+        ),
+        (
+            await raw(server, "POST", url, json={"code": "x", "language": "cobol"}),
+            422,
+            "validation_error",
+        ),
+        (
+            await raw(server, "POST", url, json={"code": "x", "files": {"../etc/passwd": "x"}}),
+            422,
+            "invalid_request",
+        ),
+        (
+            await raw(server, "POST", url, json={"code": "#" * (1024 * 1024 + 1)}),
+            422,
+            "invalid_request",
+        ),
+        (
+            await raw(server, "POST", url, json={"code": "x", "priority": 99}),
+            422,
+            "validation_error",
+        ),
+        (await raw(server, "POST", url, json=["not", "an", "object"]), 422, "validation_error"),
+        (await raw(server, "PUT", url, json={"code": "x"}), 405, "method_not_allowed"),
+        (await raw(server, "GET", "/api/v1/nothing-here"), 404, "not_found"),
+    ]
+    for response, status, code in cases:
+        assert_error(response, status, code)
+    huge = await raw(server, "POST", url, content=b"x" * (server.settings.api.max_body_bytes + 1))
+    assert_error(huge, 413, "payload_too_large")
+    async with server.client() as client:
+        with pytest.raises(InvalidRequestError, match="memory_mb"):
+            await client.submit("x", memory_mb=-1)
+        with pytest.raises(NotFoundError):
+            await client.get("no-such-id")
+
+
+async def test_api_keys_protect_the_api_once_one_exists(server: RunningServer) -> None:
+    key, secret = await server.platform.storage.create_api_key("tests")
+    await asyncio.sleep(2.1)  # the platform re-reads whether keys exist every 2 s
+    open_ = await raw(server, "GET", "/api/v1/queue")
+    assert_error(open_, 401, "unauthorized")
+    assert open_.headers["WWW-Authenticate"] == "Bearer"
+    wrong = await raw(server, "GET", "/api/v1/queue", headers={"Authorization": "Bearer ak_wrong"})
+    assert_error(wrong, 401, "unauthorized")
+    assert_error(await raw(server, "GET", "/metrics"), 401, "unauthorized")
+    assert (await raw(server, "GET", "/healthz")).status_code == 200
+    async with server.client(api_key=secret) as client:
+        done = await client.submit("print('authorised')", wait=30)
+        assert done.stdout == "authorised\n"
+    await server.platform.storage.revoke_api_key(key.id)
+    revoked = await raw(
+        server, "GET", "/api/v1/queue", headers={"Authorization": f"Bearer {secret}"}
+    )
+    assert_error(revoked, 401, "unauthorized")
+
+
+@pytest.mark.parametrize(
+    "server", [{"execution": {"docker_host": "unix:///nonexistent/docker.sock"}}], indirect=True
+)
+async def test_without_a_docker_engine_nothing_is_lost(server: RunningServer) -> None:
+    ready = await raw(server, "GET", "/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["engine"]["ok"] is False
+    async with AsyncAssayClient(server.url) as client:
+        evaluation = await client.submit("print(1)")
+        await asyncio.sleep(1.5)
+        later = await client.get(evaluation.id)
+        assert later.status in {"queued", "running"}, "it waits for the engine, it does not fail"
+        events = []
+        async for event in client.events(evaluation.id):
+            events.append(event.type)
+            if event.type == "requeued":
+                break
+        assert "requeued" in events
+        await client.cancel(evaluation.id)
