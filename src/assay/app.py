@@ -70,33 +70,41 @@ class Platform:
             self._auth_checked_at = now
         return self._auth_required
 
-    async def wait_until_finished(self, evaluation_id: str, timeout: float) -> Evaluation:
-        """The evaluation once terminal, or as it is after ``timeout`` seconds."""
+    async def wait_until_finished(
+        self, evaluation_id: str, timeout: float, *, current: Evaluation | None = None
+    ) -> Evaluation:
+        """The evaluation once terminal, or as it is after ``timeout`` seconds.
+
+        ``current``: its state, read with no await since (it saves reading it again)."""
         deadline = time.monotonic() + timeout
         with self.bus.subscribe(evaluation_id) as subscription:
-            evaluation = await self.storage.get(evaluation_id)
+            evaluation = current or await self.storage.get(evaluation_id)
             while not evaluation.status.terminal:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 notice = await subscription.next(timeout=min(remaining, 5.0))
-                if notice is None or notice.type in {"finished", "cancelled", "requeued"}:
+                if notice is not None and notice.evaluation is not None:
+                    evaluation = notice.evaluation
+                elif notice is None or notice.type in {"finished", "cancelled", "requeued"}:
                     evaluation = await self.storage.get(evaluation_id)
             return evaluation
 
 
 def create_app(settings: Settings, *, platform: Platform | None = None) -> FastAPI:
-    """The ASGI application: the REST API over a platform that starts and stops with it."""
+    """The ASGI application: the REST API over a platform that starts and stops with it.
+
+    A new Platform is built at each start unless ``platform`` is given (tests)."""
     from assay.api import create_api  # noqa: PLC0415 - api imports app's Platform
 
-    built = platform or Platform(settings)
-
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        built = platform or Platform(settings)
+        app.state.platform = built
         await built.start()
         try:
             yield
         finally:
             await asyncio.shield(built.stop())
 
-    return create_api(built, lifespan=lifespan)
+    return create_api(settings, lifespan=lifespan)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from fastapi import APIRouter, Depends, FastAPI
 from starlette.types import Lifespan
 
@@ -12,26 +10,24 @@ from assay.api.body_limit import BodyLimitMiddleware
 from assay.api.deps import require_api_key
 from assay.api.errors import install_error_handlers
 from assay.api.routes import evaluations, health, queue
-
-if TYPE_CHECKING:
-    from assay.app import Platform
+from assay.config import Settings
 
 __all__ = ["create_api"]
 
 
-def create_api(platform: Platform, *, lifespan: Lifespan[FastAPI] | None = None) -> FastAPI:
+def create_api(settings: Settings, *, lifespan: Lifespan[FastAPI]) -> FastAPI:
+    """The FastAPI application; ``lifespan`` must set ``app.state.platform``."""
     app = FastAPI(
         title="Assay",
         version=__version__,
         description="Run untrusted code in locked-down sandboxes and keep every result.",
         lifespan=lifespan,
     )
-    app.state.platform = platform
     install_error_handlers(app)
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_key)])
     api.include_router(evaluations.router)
     api.include_router(queue.router)
     app.include_router(api)
     app.include_router(health.router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=platform.settings.api.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
     return app

@@ -25,10 +25,10 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit():
-            if int(declared) > self.max_bytes * _DRAIN_FACTOR:
-                await self._refuse(send)
-                return
+        too_big = self.max_bytes * _DRAIN_FACTOR
+        if declared is not None and declared.isdigit() and int(declared) > too_big:
+            await self._refuse(send)
+            return
         chunks: list[bytes] = []
         size = 0
         more = True

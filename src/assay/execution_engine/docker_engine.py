@@ -177,6 +177,8 @@ class DockerEngine(ExecutionInterface):
             self._active.pop(run.run_id, None)
 
     async def check_health(self) -> EngineHealth:
+        if self._closed:
+            return EngineHealth(healthy=False, detail="engine is closed")
         try:
             await self.start()
             daemon = self._require_daemon()

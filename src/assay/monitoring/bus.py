@@ -11,6 +11,10 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from assay.storage import Evaluation
 
 __all__ = ["ALL", "EventBus", "Notice", "Subscription"]
 
@@ -22,6 +26,8 @@ ALL = "*"
 class Notice:
     evaluation_id: str
     type: str  # the event's type: queued, started, output, finished, cancelled, requeued
+    #: The evaluation as the publisher stored it, when it had it at hand (never required).
+    evaluation: Evaluation | None = None
 
 
 class Subscription:
@@ -50,8 +56,8 @@ class EventBus:
         self._subscribers: defaultdict[str, set[Subscription]] = defaultdict(set)
         self._queue_size = queue_size
 
-    def publish(self, evaluation_id: str, type_: str) -> None:
-        notice = Notice(evaluation_id, type_)
+    def publish(self, evaluation_id: str, type_: str, evaluation: Evaluation | None = None) -> None:
+        notice = Notice(evaluation_id, type_, evaluation)
         for key in (evaluation_id, ALL):
             for subscription in self._subscribers.get(key, ()):
                 subscription.offer(notice)

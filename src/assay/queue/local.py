@@ -184,8 +184,7 @@ class LocalQueue(EvaluationQueue):
         else:
             self._engine_failures = 0
             outcome = _outcome(result)
-        await sink.close()
-        await self._record(evaluation, outcome)
+        await self._record(evaluation, outcome, output=await sink.drain())
 
     async def _engine_down(self, evaluation: Evaluation, exc: ExecutionError) -> None:
         """Put the evaluation back and pause every worker for a while: the engine, not the
@@ -216,9 +215,13 @@ class LocalQueue(EvaluationQueue):
             self._depth += 1
             self._bus.publish(evaluation.id, "requeued")
 
-    async def _record(self, evaluation: Evaluation, outcome: Outcome) -> None:
+    async def _record(
+        self, evaluation: Evaluation, outcome: Outcome, *, output: Sequence[dict[str, str]] = ()
+    ) -> None:
         try:
-            finished = await self._storage.finish(evaluation.id, evaluation.attempts, outcome)
+            finished = await self._storage.finish(
+                evaluation.id, evaluation.attempts, outcome, output=output
+            )
         except StorageError as exc:
             logger.error("cannot record the outcome of %s: %s", evaluation.id, exc)
             return
@@ -232,9 +235,12 @@ class LocalQueue(EvaluationQueue):
             self._metrics.end_to_end.observe(
                 (finished.finished_at - finished.created_at).total_seconds()
             )
+        if output:
+            self._bus.publish(evaluation.id, "output")
         self._bus.publish(
             evaluation.id,
             "cancelled" if finished.status is EvaluationStatus.CANCELLED else "finished",
+            finished,
         )
 
 

@@ -65,18 +65,24 @@ class OutputSink:
             self._sleeping = False
         await self.flush()
 
-    async def flush(self, *, final: bool = False) -> None:
+    async def flush(self) -> None:
         async with self._lock:
-            pending, self._pending, self._pending_bytes = self._pending, [], 0
-            for stream, data in pending:
-                text = self._decoders[stream].decode(data, final=final)
-                if text:
-                    await self._emit(stream, text)
-            if final:
-                for stream, decoder in self._decoders.items():
-                    rest = decoder.decode(b"", final=True)
-                    if rest:
-                        await self._emit(stream, rest)
+            for stream, text in self._decode(final=False):
+                await self._emit(stream, text)
+
+    def _decode(self, *, final: bool) -> list[tuple[Stream, str]]:
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        chunks = []
+        for stream, data in pending:
+            text = self._decoders[stream].decode(data, final=final)
+            if text:
+                chunks.append((stream, text))
+        if final:
+            for stream, decoder in self._decoders.items():
+                rest = decoder.decode(b"", final=True)
+                if rest:
+                    chunks.append((stream, rest))
+        return chunks
 
     async def _emit(self, stream: Stream, text: str) -> None:
         try:
@@ -86,12 +92,20 @@ class OutputSink:
             return
         self._bus.publish(self._id, "output")
 
-    async def close(self) -> None:
-        """Flush everything left; safe to call from a task being cancelled."""
+    async def drain(self) -> list[dict[str, str]]:
+        """Stop, and return what is not yet stored as ``output`` event data, so the caller can
+        store it in the same transaction as the outcome. Safe while being cancelled."""
         timer = self._timer
         if timer is not None and not timer.done():
             if self._sleeping:
-                timer.cancel()  # nothing lost: close() flushes what it would have
+                timer.cancel()  # nothing lost: drain() returns what it would have flushed
             with contextlib.suppress(asyncio.CancelledError):
                 await timer
-        await self.flush(final=True)
+        async with self._lock:
+            return [{"stream": stream, "text": text} for stream, text in self._decode(final=True)]
+
+    async def close(self) -> None:
+        """Store everything left."""
+        for chunk in await self.drain():
+            await self._storage.add_event(self._id, "output", chunk)
+            self._bus.publish(self._id, "output")

@@ -76,9 +76,17 @@ class Storage(abc.ABC):
         count the attempt and record a ``started`` event; None when nothing is queued."""
 
     @abc.abstractmethod
-    async def finish(self, evaluation_id: str, attempt: int, outcome: Outcome) -> Evaluation | None:
-        """Record the outcome of ``attempt`` and a terminal event, if that attempt is still the
-        running one; None otherwise (cancelled meanwhile, or a stale attempt)."""
+    async def finish(
+        self,
+        evaluation_id: str,
+        attempt: int,
+        outcome: Outcome,
+        *,
+        output: Sequence[dict[str, Any]] = (),
+    ) -> Evaluation | None:
+        """Record the outcome of ``attempt``, the last ``output`` events and a terminal event,
+        if that attempt is still the running one; None otherwise (cancelled meanwhile, or a
+        stale attempt)."""
 
     @abc.abstractmethod
     async def cancel_queued(self, evaluation_id: str) -> tuple[Evaluation, bool]:

@@ -263,13 +263,24 @@ class SqlStorage(Storage):
             await session.flush()
             return _evaluation(row)
 
-    async def finish(self, evaluation_id: str, attempt: int, outcome: Outcome) -> Evaluation | None:
+    async def finish(
+        self,
+        evaluation_id: str,
+        attempt: int,
+        outcome: Outcome,
+        *,
+        output: Sequence[dict[str, Any]] = (),
+    ) -> Evaluation | None:
         async with self._session(write=True) as session:
             row = await _row(session, evaluation_id)
             if row.status != _RUNNING or row.attempts != attempt:
                 return None
             now = _now()
             _apply_outcome(row, outcome, now)
+            session.add_all(
+                EventRow(evaluation_seq=row.seq, type="output", at=now, data=dict(chunk))
+                for chunk in output
+            )
             session.add(
                 EventRow(
                     evaluation_seq=row.seq,

@@ -80,7 +80,8 @@ async def submit(
         response.headers["Idempotent-Replayed"] = "true"
     wait = min(wait, platform.settings.api.max_wait_seconds)
     if wait > 0 and not evaluation.status.terminal:
-        evaluation = await platform.wait_until_finished(evaluation.id, wait)
+        # Subscribing happens before any await, so the just-created state is still current.
+        evaluation = await platform.wait_until_finished(evaluation.id, wait, current=evaluation)
     if evaluation.status.terminal or not created:
         response.status_code = 200
     return EvaluationOut.of(evaluation)

@@ -1,0 +1,137 @@
+"""SqlStorage on a real SQLite file: ordering, idempotency, bounds, pagination, recovery."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from assay.errors import IdempotencyConflictError, NotFoundError, QueueFullError
+from assay.execution_engine import ExecutionRequest
+from assay.storage import EvaluationStatus, NewEvaluation, Outcome
+from assay.storage.sql import InvalidCursorError, SqlStorage
+
+
+@pytest.fixture
+async def storage(tmp_path: Path) -> AsyncIterator[SqlStorage]:
+    sql = SqlStorage(f"sqlite+aiosqlite:///{tmp_path / 'assay.db'}")
+    await sql.start()
+    yield sql
+    await sql.close()
+
+
+def new(code: str = "print(1)", **kwargs: object) -> NewEvaluation:
+    return NewEvaluation(request=ExecutionRequest(code=code), **kwargs)  # type: ignore[arg-type]
+
+
+async def test_migrations_apply_twice_without_harm(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'again.db'}"
+    for _ in range(2):
+        sql = SqlStorage(url)
+        await sql.start()
+        await sql.ping()
+        await sql.close()
+
+
+async def test_claims_follow_priority_then_submission_order(storage: SqlStorage) -> None:
+    created = await storage.create(
+        [new("a"), new("b", priority=5), new("c"), new("d", priority=5)], max_queued=10
+    )
+    ids = {e.request.code: e.id for e, _ in created}
+    order = []
+    while (claimed := await storage.claim_next("w")) is not None:
+        order.append(claimed.request.code)
+        assert claimed.status is EvaluationStatus.RUNNING
+        assert claimed.attempts == 1 and claimed.executor == "w"
+    assert order == ["b", "d", "a", "c"]
+    events = await storage.events(ids["a"])
+    assert [e.type for e in events] == ["queued", "started"]
+
+
+async def test_idempotency_keys(storage: SqlStorage) -> None:
+    [(first, created)] = await storage.create([new(idempotency_key="k")], max_queued=10)
+    [(again, created_again)] = await storage.create([new(idempotency_key="k")], max_queued=10)
+    assert created and not created_again and again.id == first.id
+    with pytest.raises(IdempotencyConflictError):
+        await storage.create([new("other", idempotency_key="k")], max_queued=10)
+
+
+async def test_the_queue_bound_is_all_or_none(storage: SqlStorage) -> None:
+    await storage.create([new(), new()], max_queued=3)
+    with pytest.raises(QueueFullError):
+        await storage.create([new(), new()], max_queued=3)
+    assert (await storage.counts())[EvaluationStatus.QUEUED] == 2
+
+
+async def test_finish_records_only_the_running_attempt(storage: SqlStorage) -> None:
+    [(evaluation, _)] = await storage.create([new()], max_queued=10)
+    claimed = await storage.claim_next("w")
+    assert claimed is not None
+    outcome = Outcome(status=EvaluationStatus.COMPLETED, exit_code=0, stdout="1\n")
+    assert await storage.finish(evaluation.id, attempt=2, outcome=outcome) is None
+    finished = await storage.finish(evaluation.id, attempt=1, outcome=outcome)
+    assert finished is not None and finished.status is EvaluationStatus.COMPLETED
+    assert finished.outcome is not None and finished.outcome.stdout == "1\n"
+    assert await storage.finish(evaluation.id, attempt=1, outcome=outcome) is None
+    assert [e.type for e in await storage.events(evaluation.id)][-1] == "finished"
+
+
+async def test_cancel_only_affects_queued(storage: SqlStorage) -> None:
+    created = await storage.create([new(), new()], max_queued=10)
+    running = await storage.claim_next("w")
+    assert running is not None
+    still, changed = await storage.cancel_queued(running.id)
+    assert still.status is EvaluationStatus.RUNNING and not changed
+    queued_id = next(e.id for e, _ in created if e.id != running.id)
+    cancelled, changed = await storage.cancel_queued(queued_id)
+    assert cancelled.status is EvaluationStatus.CANCELLED and changed
+    _, changed_again = await storage.cancel_queued(queued_id)
+    assert not changed_again
+    with pytest.raises(NotFoundError):
+        await storage.cancel_queued("missing")
+
+
+async def test_recovery_requeues_then_gives_up(storage: SqlStorage) -> None:
+    [(evaluation, _)] = await storage.create([new()], max_queued=10)
+    for attempt in range(1, 3):
+        claimed = await storage.claim_next("w")
+        assert claimed is not None and claimed.attempts == attempt
+        assert await storage.recover_interrupted(max_attempts=2) == (
+            ([evaluation.id], []) if attempt < 2 else ([], [evaluation.id])
+        )
+    ended = await storage.get(evaluation.id)
+    assert ended.status is EvaluationStatus.ERROR
+    assert ended.outcome is not None and "interrupted" in (ended.outcome.error or "")
+
+
+async def test_pagination_newest_first_with_label_filters(storage: SqlStorage) -> None:
+    created = await storage.create(
+        [new(labels={"set": "x", "n": str(i)}) for i in range(5)] + [new(labels={"set": "y"})],
+        max_queued=10,
+    )
+    expected = [e.id for e, _ in created[:5]][::-1]
+    seen, cursor = [], None
+    while True:
+        page = await storage.list_evaluations(labels={"set": "x"}, limit=2, cursor=cursor)
+        seen += [e.id for e in page.items]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == expected
+    with pytest.raises(InvalidCursorError):
+        await storage.list_evaluations(cursor="not-a-cursor")
+
+
+async def test_api_keys_are_stored_hashed_and_revocable(
+    storage: SqlStorage, tmp_path: Path
+) -> None:
+    assert not await storage.has_active_api_keys()
+    key, secret = await storage.create_api_key("ci")
+    assert secret.startswith("ak_") and len(secret) > 40
+    assert secret.encode() not in (tmp_path / "assay.db").read_bytes()
+    assert (await storage.verify_api_key(secret)) == key
+    assert await storage.verify_api_key(secret + "x") is None
+    await storage.revoke_api_key(key.id)
+    assert await storage.verify_api_key(secret) is None
+    assert not await storage.has_active_api_keys()
