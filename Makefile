@@ -9,10 +9,11 @@ all: lint typecheck test
 bootstrap:
 	@scripts/bootstrap
 
-# Runs an example program in a fresh sandbox (bootstrapping first: venv, Docker, image).
+# The platform on http://127.0.0.1:8000 (bootstrapping first: venv, Docker, image);
+# SQLite under .assay/. Ctrl+C stops it; queued work survives a restart.
 run: bootstrap
 	$(BIN)/assay doctor
-	$(BIN)/assay run examples/hello.py
+	$(BIN)/assay serve --host 127.0.0.1 --port 8000
 
 # Every test: unit, integration and security, against the real Docker engine.
 test: bootstrap
@@ -33,6 +34,7 @@ typecheck:
 
 bench: bootstrap
 	$(BIN)/python bench/engine_latency.py
+	$(BIN)/python bench/platform_overhead.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache test-artifacts
