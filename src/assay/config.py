@@ -86,8 +86,8 @@ class StorageSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    #: SQLAlchemy async URL; None: SQLite file ``assay.db`` in the data directory.
-    #: PostgreSQL: ``postgresql+asyncpg://user:password@host/db``.
+    #: SQLAlchemy URL; None: SQLite file ``assay.db`` in the data directory.
+    #: PostgreSQL: ``postgresql+psycopg://user:password@host/db``.
     url: str | None = None
 
 
@@ -134,4 +134,4 @@ class Settings(BaseSettings):
         """The configured database URL, or the SQLite file in ``data_dir``."""
         if self.storage.url:
             return self.storage.url
-        return f"sqlite+aiosqlite:///{(self.data_dir / 'assay.db').resolve()}"
+        return f"sqlite:///{(self.data_dir / 'assay.db').resolve()}"

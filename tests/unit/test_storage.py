@@ -15,7 +15,7 @@ from assay.storage.sql import InvalidCursorError, SqlStorage
 
 @pytest.fixture
 async def storage(tmp_path: Path) -> AsyncIterator[SqlStorage]:
-    sql = SqlStorage(f"sqlite+aiosqlite:///{tmp_path / 'assay.db'}")
+    sql = SqlStorage(f"sqlite:///{tmp_path / 'assay.db'}")
     await sql.start()
     yield sql
     await sql.close()
@@ -26,7 +26,7 @@ def new(code: str = "print(1)", **kwargs: object) -> NewEvaluation:
 
 
 async def test_migrations_apply_twice_without_harm(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'again.db'}"
+    url = f"sqlite+aiosqlite:///{tmp_path / 'again.db'}"  # async driver names are accepted
     for _ in range(2):
         sql = SqlStorage(url)
         await sql.start()

@@ -27,7 +27,7 @@ __all__ = [
 
 
 def create_storage(url: str) -> Storage:
-    """The storage backend for ``url`` (any SQLAlchemy async URL)."""
+    """The storage backend for ``url`` (a SQLAlchemy URL: SQLite or PostgreSQL)."""
     from assay.storage.sql import SqlStorage  # noqa: PLC0415 - keep SQLAlchemy off import paths
 
     return SqlStorage(url)

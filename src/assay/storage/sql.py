@@ -9,17 +9,19 @@ import json
 import logging
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event, func, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy import Connection, create_engine, event, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from assay.errors import (
     IdempotencyConflictError,
@@ -41,6 +43,8 @@ from assay.storage.records import (
 )
 
 __all__ = ["InvalidCursorError", "SqlStorage"]
+
+_T = TypeVar("_T")
 
 logger = logging.getLogger(__name__)
 
@@ -77,71 +81,150 @@ def _hash_secret(secret: str) -> str:
 
 
 class SqlStorage(Storage):
-    """Storage on any SQLAlchemy async URL (``sqlite+aiosqlite://``, ``postgresql+asyncpg://``)."""
+    """Storage on a SQLAlchemy URL: ``sqlite:///path`` or ``postgresql+psycopg://…``."""
 
     def __init__(self, url: str) -> None:
-        self._url = url
-        self._sqlite = url.startswith("sqlite")
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise StorageError(f"invalid database URL: {exc}") from exc
+        # Async driver names are accepted for convenience; the work runs on sync drivers in
+        # threads (one thread for SQLite, which allows a single writer), which is faster
+        # than an async driver's hop per statement.
+        driver = {"sqlite+aiosqlite": "sqlite", "postgresql+asyncpg": "postgresql+psycopg"}
+        parsed = parsed.set(drivername=driver.get(parsed.drivername, parsed.drivername))
+        self._sqlite = parsed.get_backend_name() == "sqlite"
         options: dict[str, Any] = {}
         if self._sqlite:
-            options["connect_args"] = {"timeout": 30}
+            options["connect_args"] = {"timeout": 30, "check_same_thread": False}
         else:
-            options.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
-        self._engine = create_async_engine(url, **options)
+            options.update(pool_size=8, max_overflow=8, pool_pre_ping=True)
+        try:
+            self._engine = create_engine(parsed, **options)
+        except (ArgumentError, ImportError) as exc:
+            raise StorageError(f"cannot use database URL {parsed!r}: {exc}") from exc
         if self._sqlite:
-            event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
-        self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
-        # SQLite allows one writer at a time; serialising writes here avoids busy retries.
-        self._write_lock = asyncio.Lock() if self._sqlite else None
+            event.listen(self._engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        self._thread = ThreadPoolExecutor(
+            1 if self._sqlite else 8, thread_name_prefix="assay-storage"
+        )
+
+    async def _call(self, function: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
 
     async def start(self) -> None:
+        await self._call(self._start_sync)
+
+    async def close(self) -> None:
+        await self._call(self._engine.dispose)
+        self._thread.shutdown(wait=True)
+
+    async def ping(self) -> None:
+        await self._call(self._ping)
+
+    async def create(
+        self, new: Sequence[NewEvaluation], *, max_queued: int
+    ) -> list[tuple[Evaluation, bool]]:
+        return await self._call(self._create, new, max_queued)
+
+    async def get(self, evaluation_id: str) -> Evaluation:
+        return await self._call(self._get, evaluation_id)
+
+    async def list_evaluations(
+        self,
+        *,
+        statuses: Sequence[EvaluationStatus] = (),
+        labels: dict[str, str] | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page:
+        return await self._call(self._list_evaluations, statuses, labels, cursor, limit)
+
+    async def claim_next(self, executor: str) -> Evaluation | None:
+        return await self._call(self._claim_next, executor)
+
+    async def finish(
+        self,
+        evaluation_id: str,
+        attempt: int,
+        outcome: Outcome,
+        *,
+        output: Sequence[dict[str, Any]] = (),
+    ) -> Evaluation | None:
+        return await self._call(self._finish, evaluation_id, attempt, outcome, output)
+
+    async def cancel_queued(self, evaluation_id: str) -> tuple[Evaluation, bool]:
+        return await self._call(self._cancel_queued, evaluation_id)
+
+    async def requeue(self, evaluation_id: str, attempt: int, reason: str) -> bool:
+        return await self._call(self._requeue, evaluation_id, attempt, reason)
+
+    async def recover_interrupted(self, max_attempts: int) -> tuple[list[str], list[str]]:
+        return await self._call(self._recover_interrupted, max_attempts)
+
+    async def counts(self) -> dict[EvaluationStatus, int]:
+        return await self._call(self._counts)
+
+    async def add_event(self, evaluation_id: str, type_: str, data: dict[str, Any]) -> Event:
+        return await self._call(self._add_event, evaluation_id, type_, data)
+
+    async def events(self, evaluation_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
+        return await self._call(self._events, evaluation_id, after, limit)
+
+    async def create_api_key(self, name: str) -> tuple[ApiKey, str]:
+        return await self._call(self._create_api_key, name)
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        return await self._call(self._list_api_keys)
+
+    async def revoke_api_key(self, key_id: int) -> ApiKey:
+        return await self._call(self._revoke_api_key, key_id)
+
+    async def has_active_api_keys(self) -> bool:
+        return await self._call(self._has_active_api_keys)
+
+    async def verify_api_key(self, secret: str) -> ApiKey | None:
+        return await self._call(self._verify_api_key, secret)
+
+    # -- the work, on the storage thread(s) ----------------------------------------------
+
+    def _start_sync(self) -> None:
         try:
-            async with self._engine.begin() as connection:
-                await connection.run_sync(_upgrade)
+            with self._engine.begin() as connection:
+                _upgrade(connection)
         except SQLAlchemyError as exc:
             raise StorageError(f"cannot open or migrate the database: {exc}") from exc
 
-    async def close(self) -> None:
-        await self._engine.dispose()
+    def _ping(self) -> None:
+        with self._session() as session:
+            session.execute(select(1))
 
-    async def ping(self) -> None:
-        async with self._session() as session:
-            await session.execute(select(1))
-
-    @asynccontextmanager
-    async def _session(self, *, write: bool = False) -> AsyncIterator[AsyncSession]:
+    @contextmanager
+    def _session(self, *, write: bool = False) -> Iterator[Session]:
+        del write  # one thread (SQLite) or row locks (PostgreSQL) order the writers
         try:
-            if write and self._write_lock is not None:
-                async with self._write_lock, self._sessions() as session, session.begin():
-                    yield session
-            else:
-                async with self._sessions() as session, session.begin():
-                    yield session
+            with self._sessions() as session, session.begin():
+                yield session
+        except IntegrityError as exc:  # only a concurrent twin of an idempotency key can do this
+            raise IdempotencyConflictError(
+                "a concurrent request created the same evaluation; retry"
+            ) from exc
         except SQLAlchemyError as exc:
             raise StorageError(f"database error: {exc.__class__.__name__}: {exc}") from exc
 
     # -- evaluations ---------------------------------------------------------------------
 
-    async def create(
-        self, new: Sequence[NewEvaluation], *, max_queued: int
-    ) -> list[tuple[Evaluation, bool]]:
-        try:
-            return await self._create(new, max_queued)
-        except IntegrityError as exc:  # a concurrent insert of the same idempotency key
-            raise IdempotencyConflictError(
-                "an evaluation with this Idempotency-Key is being created; retry"
-            ) from exc
-
-    async def _create(
+    def _create(
         self, new: Sequence[NewEvaluation], max_queued: int
     ) -> list[tuple[Evaluation, bool]]:
-        async with self._session(write=True) as session:
+        with self._session(write=True) as session:
             results: list[tuple[Evaluation, bool] | None] = []
             fresh: list[tuple[int, NewEvaluation, str]] = []
             for index, item in enumerate(new):
                 digest = request_hash(item)
                 if item.idempotency_key is not None:
-                    existing = await session.scalar(
+                    existing = session.scalar(
                         select(EvaluationRow).where(
                             EvaluationRow.idempotency_key == item.idempotency_key
                         )
@@ -158,7 +241,7 @@ class SqlStorage(Storage):
                 fresh.append((index, item, digest))
             if fresh:
                 queued = (
-                    await session.scalar(
+                    session.scalar(
                         select(func.count())
                         .select_from(EvaluationRow)
                         .where(EvaluationRow.status == _QUEUED)
@@ -194,7 +277,7 @@ class SqlStorage(Storage):
                     stderr_truncated=False,
                 )
                 session.add(row)
-                await session.flush()
+                session.flush()
                 session.add_all(
                     LabelRow(evaluation_seq=row.seq, key=k, value=v) for k, v in item.labels.items()
                 )
@@ -202,13 +285,12 @@ class SqlStorage(Storage):
                 results[index] = (_evaluation(row), True)
             return [result for result in results if result is not None]
 
-    async def get(self, evaluation_id: str) -> Evaluation:
-        async with self._session() as session:
-            return _evaluation(await _row(session, evaluation_id))
+    def _get(self, evaluation_id: str) -> Evaluation:
+        with self._session() as session:
+            return _evaluation(_row(session, evaluation_id))
 
-    async def list_evaluations(
+    def _list_evaluations(
         self,
-        *,
         statuses: Sequence[EvaluationStatus] = (),
         labels: dict[str, str] | None = None,
         cursor: str | None = None,
@@ -229,16 +311,16 @@ class SqlStorage(Storage):
             )
         if cursor is not None:
             query = query.where(EvaluationRow.seq < _decode_cursor(cursor))
-        async with self._session() as session:
-            rows = list(await session.scalars(query))
+        with self._session() as session:
+            rows = list(session.scalars(query))
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = _encode_cursor(rows[-1].seq) if more and rows else None
         return Page(items=[_evaluation(row) for row in rows], next_cursor=next_cursor)
 
-    async def claim_next(self, executor: str) -> Evaluation | None:
-        async with self._session(write=True) as session:
-            row = await session.scalar(
+    def _claim_next(self, executor: str) -> Evaluation | None:
+        with self._session(write=True) as session:
+            row = session.scalar(
                 select(EvaluationRow)
                 .where(EvaluationRow.status == _QUEUED)
                 .order_by(EvaluationRow.priority.desc(), EvaluationRow.seq)
@@ -260,19 +342,18 @@ class SqlStorage(Storage):
                     data={"attempt": row.attempts, "executor": executor},
                 )
             )
-            await session.flush()
+            session.flush()
             return _evaluation(row)
 
-    async def finish(
+    def _finish(
         self,
         evaluation_id: str,
         attempt: int,
         outcome: Outcome,
-        *,
         output: Sequence[dict[str, Any]] = (),
     ) -> Evaluation | None:
-        async with self._session(write=True) as session:
-            row = await _row(session, evaluation_id)
+        with self._session(write=True) as session:
+            row = _row(session, evaluation_id)
             if row.status != _RUNNING or row.attempts != attempt:
                 return None
             now = _now()
@@ -291,12 +372,12 @@ class SqlStorage(Storage):
                     data=_terminal_data(outcome),
                 )
             )
-            await session.flush()
+            session.flush()
             return _evaluation(row)
 
-    async def cancel_queued(self, evaluation_id: str) -> tuple[Evaluation, bool]:
-        async with self._session(write=True) as session:
-            row = await _row(session, evaluation_id)
+    def _cancel_queued(self, evaluation_id: str) -> tuple[Evaluation, bool]:
+        with self._session(write=True) as session:
+            row = _row(session, evaluation_id)
             cancelled = row.status == _QUEUED
             if cancelled:
                 now = _now()
@@ -310,12 +391,12 @@ class SqlStorage(Storage):
                         data=_terminal_data(outcome),
                     )
                 )
-                await session.flush()
+                session.flush()
             return _evaluation(row), cancelled
 
-    async def requeue(self, evaluation_id: str, attempt: int, reason: str) -> bool:
-        async with self._session(write=True) as session:
-            row = await _row(session, evaluation_id)
+    def _requeue(self, evaluation_id: str, attempt: int, reason: str) -> bool:
+        with self._session(write=True) as session:
+            row = _row(session, evaluation_id)
             if row.status != _RUNNING or row.attempts != attempt:
                 return False
             row.status = _QUEUED
@@ -327,13 +408,11 @@ class SqlStorage(Storage):
             )
             return True
 
-    async def recover_interrupted(self, max_attempts: int) -> tuple[list[str], list[str]]:
+    def _recover_interrupted(self, max_attempts: int) -> tuple[list[str], list[str]]:
         requeued: list[str] = []
         ended: list[str] = []
-        async with self._session(write=True) as session:
-            rows = await session.scalars(
-                select(EvaluationRow).where(EvaluationRow.status == _RUNNING)
-            )
+        with self._session(write=True) as session:
+            rows = session.scalars(select(EvaluationRow).where(EvaluationRow.status == _RUNNING))
             now = _now()
             for row in rows:
                 if row.attempts < max_attempts:
@@ -363,9 +442,9 @@ class SqlStorage(Storage):
                     ended.append(row.id)
         return requeued, ended
 
-    async def counts(self) -> dict[EvaluationStatus, int]:
-        async with self._session() as session:
-            rows = await session.execute(
+    def _counts(self) -> dict[EvaluationStatus, int]:
+        with self._session() as session:
+            rows = session.execute(
                 select(EvaluationRow.status, func.count()).group_by(EvaluationRow.status)
             )
             found = {EvaluationStatus(status): count for status, count in rows.all()}
@@ -373,18 +452,18 @@ class SqlStorage(Storage):
 
     # -- events --------------------------------------------------------------------------
 
-    async def add_event(self, evaluation_id: str, type_: str, data: dict[str, Any]) -> Event:
-        async with self._session(write=True) as session:
-            row = await _row(session, evaluation_id)
+    def _add_event(self, evaluation_id: str, type_: str, data: dict[str, Any]) -> Event:
+        with self._session(write=True) as session:
+            row = _row(session, evaluation_id)
             event_row = EventRow(evaluation_seq=row.seq, type=type_, at=_now(), data=data)
             session.add(event_row)
-            await session.flush()
+            session.flush()
             return _event(event_row, evaluation_id)
 
-    async def events(self, evaluation_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
-        async with self._session() as session:
-            row = await _row(session, evaluation_id)
-            rows = await session.scalars(
+    def _events(self, evaluation_id: str, after: int, limit: int) -> list[Event]:
+        with self._session() as session:
+            row = _row(session, evaluation_id)
+            rows = session.scalars(
                 select(EventRow)
                 .where(EventRow.evaluation_seq == row.seq, EventRow.id > after)
                 .order_by(EventRow.id)
@@ -394,42 +473,41 @@ class SqlStorage(Storage):
 
     # -- API keys ------------------------------------------------------------------------
 
-    async def create_api_key(self, name: str) -> tuple[ApiKey, str]:
+    def _create_api_key(self, name: str) -> tuple[ApiKey, str]:
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
-        async with self._session(write=True) as session:
+        with self._session(write=True) as session:
             row = ApiKeyRow(
                 name=name, prefix=secret[:10], key_hash=_hash_secret(secret), created_at=_now()
             )
             session.add(row)
-            await session.flush()
+            session.flush()
             return _api_key(row), secret
 
-    async def list_api_keys(self) -> list[ApiKey]:
-        async with self._session() as session:
+    def _list_api_keys(self) -> list[ApiKey]:
+        with self._session() as session:
             return [
-                _api_key(row)
-                for row in await session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id))
+                _api_key(row) for row in session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id))
             ]
 
-    async def revoke_api_key(self, key_id: int) -> ApiKey:
-        async with self._session(write=True) as session:
-            row = await session.get(ApiKeyRow, key_id)
+    def _revoke_api_key(self, key_id: int) -> ApiKey:
+        with self._session(write=True) as session:
+            row = session.get(ApiKeyRow, key_id)
             if row is None:
                 raise NotFoundError(f"no API key with id {key_id}")
             if row.revoked_at is None:
                 row.revoked_at = _now()
             return _api_key(row)
 
-    async def has_active_api_keys(self) -> bool:
-        async with self._session() as session:
-            found = await session.scalar(
+    def _has_active_api_keys(self) -> bool:
+        with self._session() as session:
+            found = session.scalar(
                 select(ApiKeyRow.id).where(ApiKeyRow.revoked_at.is_(None)).limit(1)
             )
             return found is not None
 
-    async def verify_api_key(self, secret: str) -> ApiKey | None:
-        async with self._session() as session:
-            row = await session.scalar(
+    def _verify_api_key(self, secret: str) -> ApiKey | None:
+        with self._session() as session:
+            row = session.scalar(
                 select(ApiKeyRow).where(
                     ApiKeyRow.key_hash == _hash_secret(secret), ApiKeyRow.revoked_at.is_(None)
                 )
@@ -456,8 +534,8 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(config, "head")
 
 
-async def _row(session: AsyncSession, evaluation_id: str) -> EvaluationRow:
-    row = await session.scalar(select(EvaluationRow).where(EvaluationRow.id == evaluation_id))
+def _row(session: Session, evaluation_id: str) -> EvaluationRow:
+    row = session.scalar(select(EvaluationRow).where(EvaluationRow.id == evaluation_id))
     if row is None:
         raise NotFoundError(f"no evaluation with id {evaluation_id!r}")
     return row
