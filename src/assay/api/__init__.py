@@ -9,7 +9,7 @@ from assay import __version__
 from assay.api.body_limit import BodyLimitMiddleware
 from assay.api.deps import require_api_key
 from assay.api.errors import install_error_handlers
-from assay.api.routes import evaluations, health, queue
+from assay.api.routes import evaluations, health, queue, stream
 from assay.config import Settings
 
 __all__ = ["create_api"]
@@ -27,6 +27,7 @@ def create_api(settings: Settings, *, lifespan: Lifespan[FastAPI]) -> FastAPI:
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_key)])
     api.include_router(evaluations.router)
     api.include_router(queue.router)
+    api.include_router(stream.router)
     app.include_router(api)
     app.include_router(health.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)

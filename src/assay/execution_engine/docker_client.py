@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import socket
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -197,16 +198,22 @@ class DockerDaemon:
             return dict(self._api.inspect_container(container_id)["State"])
 
     def remove(self, container_id: str) -> None:
-        """Force-remove the container; no error if it is already gone."""
-        with self._translated():
-            try:
-                self._api.remove_container(container_id, force=True, v=True)
-            except docker.errors.NotFound:
-                return
-            except docker.errors.APIError as exc:
-                if exc.status_code == 409 and "already in progress" in str(exc.explanation):
+        """Force-remove the container; no error if it is already gone. Retries briefly when
+        it is between states (stopping as we remove it, or removed by someone else)."""
+        for attempt in range(5):
+            with self._translated():
+                try:
+                    self._api.remove_container(container_id, force=True, v=True)
                     return
-                raise
+                except docker.errors.NotFound:
+                    return
+                except docker.errors.APIError as exc:
+                    text = str(exc.explanation)
+                    if "already in progress" in text:
+                        return
+                    if "is not running" not in text or attempt == 4:
+                        raise
+            time.sleep(0.1 * (attempt + 1))
 
     def container_ids(self, labels: Mapping[str, str]) -> list[str]:
         """Ids of every container (running or not) carrying all ``labels``."""
