@@ -416,17 +416,19 @@ async def test_without_a_docker_engine_nothing_is_lost(server: RunningServer) ->
 
 async def test_the_all_evaluations_stream_announces_state_changes(server: RunningServer) -> None:
     seen: list[tuple[str, str]] = []
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-        async with http.stream("GET", "/api/v1/events") as response:
-            assert response.headers["content-type"].startswith("text/event-stream")
-            lines = response.aiter_lines()
-            assert await anext(lines) == ": connected"
-            async with server.client() as client:
-                evaluation = await client.submit("print('watched')")
-            async for line in lines:
-                if line.startswith("data:"):
-                    data = json.loads(line[5:])
-                    seen.append((data["evaluation_id"], data["type"]))
-                    if data["type"] == "finished":
-                        break
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=30) as http,
+        http.stream("GET", "/api/v1/events") as response,
+    ):
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = response.aiter_lines()
+        assert await anext(lines) == ": connected"
+        async with server.client() as client:
+            evaluation = await client.submit("print('watched')")
+        async for line in lines:
+            if line.startswith("data:"):
+                data = json.loads(line[5:])
+                seen.append((data["evaluation_id"], data["type"]))
+                if data["type"] == "finished":
+                    break
     assert [t for i, t in seen if i == evaluation.id] == ["queued", "started", "finished"]
