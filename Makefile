@@ -16,7 +16,8 @@ run: bootstrap
 	$(BIN)/assay serve --host 127.0.0.1 --port 8000
 
 # Every test: unit, integration and security, against the real Docker engine.
-test: bootstrap
+test:
+	@scripts/bootstrap --test
 	$(BIN)/pytest
 
 lint:

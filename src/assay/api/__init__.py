@@ -1,8 +1,10 @@
-"""The REST API (FastAPI): /api/v1, health, metrics; OpenAPI at /docs and /openapi.json."""
+"""The REST API (FastAPI): /api/v1, health, metrics; OpenAPI at /docs and /openapi.json; the
+web page at /."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
 from starlette.types import Lifespan
 
 from assay import __version__
@@ -11,6 +13,7 @@ from assay.api.deps import require_api_key
 from assay.api.errors import install_error_handlers
 from assay.api.routes import evaluations, health, queue, stream
 from assay.config import Settings
+from assay.web_frontend import STATIC_DIR
 
 __all__ = ["create_api"]
 
@@ -30,5 +33,7 @@ def create_api(settings: Settings, *, lifespan: Lifespan[FastAPI]) -> FastAPI:
     api.include_router(stream.router)
     app.include_router(api)
     app.include_router(health.router)
+    # Last: the web page, at /, for every path no route above claims.
+    app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="web")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
     return app
