@@ -12,6 +12,7 @@ import httpx
 from pydantic import ValidationError
 
 from assay import __version__
+from assay.cli_format import verdict_line
 from assay.config import Settings
 from assay.errors import AssayError
 from assay.execution_engine import (
@@ -130,31 +131,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         sys.stdout.write(result.stdout)
         sys.stdout.flush()
         sys.stderr.write(result.stderr)
-        print(_summary(result), file=sys.stderr)
+        print(verdict_line(result), file=sys.stderr)
     return 0
 
 
 async def _execute_once(settings: Settings, request: ExecutionRequest) -> ExecutionResult:
     async with LocalExecutionEngine(settings.execution) as engine:
         return await engine.execute(request)
-
-
-def _summary(result: ExecutionResult) -> str:
-    parts = [f"[assay] {result.status.value}"]
-    if result.exit_code is not None:
-        parts.append(f"exit {result.exit_code}")
-    if result.signal is not None:
-        parts.append(f"signal {result.signal}")
-    parts.append(f"{result.duration_seconds:.3f} s")
-    if result.cpu_time_seconds is not None:
-        parts.append(f"cpu {result.cpu_time_seconds:.3f} s")
-    if result.peak_memory_bytes is not None:
-        parts.append(f"peak {result.peak_memory_bytes / 2**20:.1f} MiB")
-    if result.stdout_truncated or result.stderr_truncated:
-        parts.append("output truncated")
-    if result.error:
-        parts.append(result.error)
-    return ", ".join(parts)
 
 
 def _image_build(args: argparse.Namespace, settings: Settings) -> int:

@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 
 from assay.api.schemas import EvaluationOut
+from assay.cli_format import verdict_line
 from assay.client import DEFAULT_URL, AssayClient
 from assay.config import Settings
 
-__all__ = ["add_commands", "verdict_line"]
+__all__ = ["add_commands"]
 
 _TERMINAL = {"completed", "failed", "timeout", "oom", "output_limit", "error", "cancelled"}
 
@@ -60,25 +61,6 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     cancel = commands.add_parser("cancel", parents=[connection], help="cancel an evaluation")
     cancel.add_argument("id")
     cancel.set_defaults(handler=_cancel)
-
-
-def verdict_line(evaluation: EvaluationOut) -> str:
-    parts = [f"[assay] {evaluation.status.value}"]
-    if evaluation.exit_code is not None:
-        parts.append(f"exit {evaluation.exit_code}")
-    if evaluation.signal is not None:
-        parts.append(f"signal {evaluation.signal}")
-    if evaluation.duration_seconds is not None:
-        parts.append(f"{evaluation.duration_seconds:.3f} s")
-    if evaluation.cpu_time_seconds is not None:
-        parts.append(f"cpu {evaluation.cpu_time_seconds:.3f} s")
-    if evaluation.peak_memory_bytes is not None:
-        parts.append(f"peak {evaluation.peak_memory_bytes / 2**20:.1f} MiB")
-    if evaluation.stdout_truncated or evaluation.stderr_truncated:
-        parts.append("output truncated")
-    if evaluation.error:
-        parts.append(evaluation.error)
-    return ", ".join(parts)
 
 
 def _client(args: argparse.Namespace) -> AssayClient:
