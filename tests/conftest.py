@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from pydantic import SecretStr
+from starlette.types import ASGIApp
 
 from assay.app import Platform, create_app
 from assay.client import AsyncAssayClient
@@ -19,6 +21,8 @@ from assay.config import ExecutionSettings, Settings
 from assay.errors import ExecutionError
 from assay.execution_engine.docker_client import DockerDaemon
 from assay.execution_engine.docker_engine import LABEL_ENGINE, LABEL_MANAGED, DockerEngine
+from assay.execution_engine.local import LocalExecutionEngine
+from assay.executor_service import create_executor_app
 from tests.sandbox import TEST_ENGINE_PREFIX, make_settings, platform_settings
 
 
@@ -85,13 +89,9 @@ class RunningServer:
 
 
 @asynccontextmanager
-async def running_server(settings: Settings) -> AsyncIterator[RunningServer]:
-    """``assay serve``'s application on a real socket (loopback, a free port), in this loop."""
-    platform = Platform(settings)
-    config = uvicorn.Config(
-        create_app(settings, platform=platform), host="127.0.0.1", port=0, log_level="warning"
-    )
-    server = uvicorn.Server(config)
+async def serving(app: ASGIApp) -> AsyncIterator[str]:
+    """``app`` on a real socket (loopback, a free port) in this event loop; yields its URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
@@ -100,10 +100,31 @@ async def running_server(settings: Settings) -> AsyncIterator[RunningServer]:
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield RunningServer(f"http://127.0.0.1:{port}", platform, settings)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await task
+
+
+EXECUTOR_TOKEN = "test-executor-token-0123456789"  # noqa: S105 - tests only
+
+
+@asynccontextmanager
+async def running_executor(settings: ExecutionSettings, capacity: int = 4) -> AsyncIterator[str]:
+    """``assay executor``'s application on a real socket; yields its URL."""
+    app = create_executor_app(
+        LocalExecutionEngine(settings), token=EXECUTOR_TOKEN, capacity=capacity
+    )
+    async with serving(app) as url:
+        yield url
+
+
+@asynccontextmanager
+async def running_server(settings: Settings) -> AsyncIterator[RunningServer]:
+    """``assay serve``'s application on a real socket (loopback, a free port), in this loop."""
+    platform = Platform(settings)
+    async with serving(create_app(settings, platform=platform)) as url:
+        yield RunningServer(url, platform, settings)
 
 
 @pytest.fixture
@@ -117,6 +138,21 @@ async def server(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterato
     await engine.close()
     if not health.healthy:
         docker_unavailable(health.detail)
-    async with running_server(settings) as running:
-        yield running
+    mode = "local"
+    if "execution_mode" in request.fixturenames:
+        mode = request.getfixturevalue("execution_mode")
+    if mode == "local":
+        async with running_server(settings) as running:
+            yield running
+    else:
+        async with running_executor(settings.execution) as executor_url:
+            remote = settings.model_copy(
+                update={
+                    "execution_mode": "remote",
+                    "execution_service_url": executor_url,
+                    "executor_token": SecretStr(EXECUTOR_TOKEN),
+                }
+            )
+            async with running_server(remote) as running:
+                yield running
     assert leftover_containers(settings.execution.engine_id) == [], "a container was left behind"

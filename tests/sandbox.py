@@ -7,8 +7,13 @@ import uuid
 from pathlib import Path
 
 from assay.config import ExecutionSettings, Settings
-from assay.execution_engine import ExecutionRequest, ExecutionResult, ExecutionStatus
-from assay.execution_engine.docker_engine import SANDBOX_UID, DockerEngine
+from assay.execution_engine import (
+    ExecutionInterface,
+    ExecutionRequest,
+    ExecutionResult,
+    ExecutionStatus,
+)
+from assay.execution_engine.docker_engine import SANDBOX_UID
 
 TEST_ENGINE_PREFIX = "test-"
 
@@ -25,13 +30,13 @@ def make_settings(**overrides: object) -> ExecutionSettings:
     return ExecutionSettings.model_validate(values)
 
 
-async def run(engine: DockerEngine, code: str, **limits: object) -> ExecutionResult:
+async def run(engine: ExecutionInterface, code: str, **limits: object) -> ExecutionResult:
     """Run dedented ``code`` with the given request fields."""
     request = ExecutionRequest.model_validate({"code": textwrap.dedent(code), **limits})
     return await engine.execute(request)
 
 
-async def assert_healthy(engine: DockerEngine) -> None:
+async def assert_healthy(engine: ExecutionInterface) -> None:
     """The engine still runs a trivial program correctly."""
     result = await run(engine, "print('still fine')")
     assert result.status is ExecutionStatus.COMPLETED, result

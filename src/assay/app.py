@@ -14,7 +14,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from assay.config import Settings
-from assay.execution_engine import ExecutionInterface, LocalExecutionEngine
+from assay.errors import ExecutionError
+from assay.execution_engine import ExecutionInterface
+from assay.execution_engine.factory import create_engine
 from assay.monitoring import EventBus, Metrics
 from assay.queue import EvaluationQueue, LocalQueue
 from assay.storage import Evaluation, Storage, create_storage
@@ -32,7 +34,7 @@ class Platform:
     def __init__(self, settings: Settings, *, engine: ExecutionInterface | None = None) -> None:
         self.settings = settings
         self.storage: Storage = create_storage(settings.storage_url())
-        self.engine: ExecutionInterface = engine or LocalExecutionEngine(settings.execution)
+        self.engine: ExecutionInterface = engine or create_engine(settings)
         self.bus = EventBus()
         self.metrics = Metrics()
         self.queue: EvaluationQueue = LocalQueue(
@@ -50,11 +52,10 @@ class Platform:
         if self.settings.storage.url is None:
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         await self.storage.start()
-        if isinstance(self.engine, LocalExecutionEngine):
-            try:
-                await self.engine.start()
-            except Exception as exc:
-                logger.error("execution engine not ready: %s", exc)
+        try:
+            await self.engine.start()
+        except ExecutionError as exc:  # reported by /readyz; the queue waits for the engine
+            logger.error("execution engine not ready: %s", exc.message)
         await self.queue.start()
 
     async def stop(self) -> None:

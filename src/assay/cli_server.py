@@ -22,6 +22,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.set_defaults(handler=_serve)
 
+    executor = commands.add_parser(
+        "executor", help="serve the execution engine alone (Phase 1; needs ASSAY_EXECUTOR_TOKEN)"
+    )
+    executor.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    executor.add_argument("--port", type=int, default=8100, help="port (default 8100)")
+    executor.set_defaults(handler=_executor)
+
     keys = commands.add_parser("keys", help="manage API keys (stored hashed)")
     key_commands = keys.add_subparsers(title="keys commands", metavar="COMMAND")
     create = key_commands.add_parser("create", help="create a key and print it once")
@@ -86,6 +93,30 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         log_level="warning",
         timeout_graceful_shutdown=10,
     )
+    return 0
+
+
+def _executor(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn  # noqa: PLC0415 - only the servers need it
+
+    from assay.execution_engine.local import LocalExecutionEngine  # noqa: PLC0415
+    from assay.executor_service import create_executor_app  # noqa: PLC0415
+
+    token = settings.executor_token.get_secret_value() if settings.executor_token else ""
+    if len(token) < 16:
+        print(
+            "assay: the executor refuses to start without ASSAY_EXECUTOR_TOKEN (16 characters "
+            "or more); the platform sends the same value",
+            file=sys.stderr,
+        )
+        return 2
+    app = create_executor_app(
+        LocalExecutionEngine(settings.execution), token=token, capacity=settings.executor_capacity
+    )
+    logger.warning(
+        "executor on http://%s:%d with %d slots", args.host, args.port, settings.executor_capacity
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 

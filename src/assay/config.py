@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -120,15 +121,38 @@ class Settings(BaseSettings):
     """Everything configurable in Assay."""
 
     model_config = SettingsConfigDict(
-        env_prefix="ASSAY_", env_nested_delimiter="__", extra="ignore", frozen=True
+        env_prefix="ASSAY_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
     )
 
+    #: Where sandboxes run: ``local`` (this process drives Docker) or ``remote`` (executor
+    #: services at ``execution_service_url``). Read from EXECUTION_MODE, as the design names it.
+    execution_mode: Literal["local", "remote"] = Field(
+        default="local", validation_alias=AliasChoices("EXECUTION_MODE", "ASSAY_EXECUTION_MODE")
+    )
+    #: Comma-separated executor URLs (EXECUTION_SERVICE_URL), for ``remote`` mode.
+    execution_service_url: str = Field(
+        default="",
+        validation_alias=AliasChoices("EXECUTION_SERVICE_URL", "ASSAY_EXECUTION_SERVICE_URL"),
+    )
+    #: Bearer token between platform and executor (ASSAY_EXECUTOR_TOKEN); both sides need it.
+    executor_token: SecretStr | None = None
+    #: Slots of one executor service (``assay executor``): executions it runs at once.
+    executor_capacity: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
     #: Directory for the SQLite database and other local state (``ASSAY_DATA_DIR``).
     data_dir: Path = Path(".assay")
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+
+    def executor_urls(self) -> list[str]:
+        return [
+            url.strip().rstrip("/") for url in self.execution_service_url.split(",") if url.strip()
+        ]
 
     def storage_url(self) -> str:
         """The configured database URL, or the SQLite file in ``data_dir``."""

@@ -11,6 +11,7 @@ turn a code back into the same class)::
     │   ├── EngineUnavailableError      the Docker daemon does not answer
     │   ├── SandboxImageNotFoundError   the sandbox image is not built
     │   ├── RuntimeNotAvailableError    the configured OCI runtime is not installed
+    │   ├── ExecutorBusyError           every slot of the executor service is taken
     │   └── SandboxError                a sandbox broke in an unexpected way
     ├── ImageBuildError                 `assay image build` could not build the image
     ├── StorageError                    storage: the database failed
@@ -34,6 +35,7 @@ __all__ = [
     "ConfigurationError",
     "EngineUnavailableError",
     "ExecutionError",
+    "ExecutorBusyError",
     "IdempotencyConflictError",
     "ImageBuildError",
     "InvalidRequestError",
@@ -44,6 +46,7 @@ __all__ = [
     "SandboxError",
     "SandboxImageNotFoundError",
     "StorageError",
+    "execution_error_from_code",
 ]
 
 
@@ -98,6 +101,12 @@ class RuntimeNotAvailableError(ExecutionError):
     """The configured OCI runtime (for example ``runsc``) is not registered with Docker."""
 
     code = "runtime_not_available"
+
+
+class ExecutorBusyError(ExecutionError):
+    """The executor service has no free slot; retry later or elsewhere."""
+
+    code = "executor_busy"
 
 
 class SandboxError(ExecutionError):
@@ -161,3 +170,20 @@ class ApiError(AssayError):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+def execution_error_from_code(code: str, message: str) -> ExecutionError:
+    """The ExecutionError subclass a remote executor named by ``code`` (SandboxError when the
+    code is unknown), so a remote engine raises exactly what a local one would."""
+    classes: list[type[ExecutionError]] = [
+        InvalidRequestError,
+        EngineUnavailableError,
+        SandboxImageNotFoundError,
+        RuntimeNotAvailableError,
+        ExecutorBusyError,
+        SandboxError,
+    ]
+    for cls in classes:
+        if cls.code == code:
+            return cls(message)
+    return SandboxError(f"{code}: {message}")

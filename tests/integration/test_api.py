@@ -21,6 +21,13 @@ from tests.sandbox import sandbox_processes
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
+
+@pytest.fixture(params=["local", "remote"], autouse=True)
+def execution_mode(request: pytest.FixtureRequest) -> str:
+    """Every API test runs on the monolith and with the engine behind an executor service."""
+    return str(request.param)
+
+
 SLOW = "import time\nprint('started', flush=True)\ntime.sleep(25)"
 
 

@@ -6,19 +6,45 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
-from assay.errors import RuntimeNotAvailableError, SandboxImageNotFoundError
-from assay.execution_engine import ExecutionRequest, ExecutionStatus
+from assay.config import ExecutionSettings
+from assay.errors import ExecutionError, RuntimeNotAvailableError, SandboxImageNotFoundError
+from assay.execution_engine import ExecutionInterface, ExecutionRequest, ExecutionStatus
 from assay.execution_engine.docker_engine import DockerEngine
-from tests.conftest import leftover_containers
+from assay.execution_engine.remote import RemoteExecutionEngine
+from tests.conftest import EXECUTOR_TOKEN, docker_unavailable, leftover_containers, running_executor
 from tests.sandbox import make_settings, run, sandbox_processes
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
 
-async def test_stdout_stderr_and_success(engine: DockerEngine) -> None:
+@pytest.fixture(params=["local", "remote"])
+async def engine(
+    request: pytest.FixtureRequest, settings: ExecutionSettings
+) -> AsyncIterator[ExecutionInterface]:
+    """The same contract, on the local engine and on the remote one through an executor
+    service on a real socket."""
+    if request.param == "local":
+        local = DockerEngine(settings)
+        try:
+            await local.start()
+        except ExecutionError as exc:
+            await local.close()
+            docker_unavailable(exc.message)
+        yield local
+        await local.close()
+    else:
+        async with running_executor(settings) as url:
+            remote = RemoteExecutionEngine([url], token=EXECUTOR_TOKEN, settings=settings)
+            yield remote
+            await remote.close()
+    assert leftover_containers(settings.engine_id) == [], "a sandbox container was left behind"
+
+
+async def test_stdout_stderr_and_success(engine: ExecutionInterface) -> None:
     result = await run(engine, "import sys\nprint('out')\nprint('err', file=sys.stderr)")
     assert result.status is ExecutionStatus.COMPLETED
     assert (result.stdout, result.stderr) == ("out\n", "err\n")
@@ -30,13 +56,13 @@ async def test_stdout_stderr_and_success(engine: DockerEngine) -> None:
 
 
 @pytest.mark.parametrize("code", [1, 2, 42, 255])
-async def test_non_zero_exit_is_failed_with_its_code(engine: DockerEngine, code: int) -> None:
+async def test_non_zero_exit_is_failed_with_its_code(engine: ExecutionInterface, code: int) -> None:
     result = await run(engine, f"import sys; sys.exit({code})")
     assert result.status is ExecutionStatus.FAILED
     assert result.exit_code == code and result.signal is None
 
 
-async def test_an_exception_is_failed_with_its_traceback(engine: DockerEngine) -> None:
+async def test_an_exception_is_failed_with_its_traceback(engine: ExecutionInterface) -> None:
     result = await run(engine, "def f():\n    raise ValueError('boom')\nf()")
     assert result.status is ExecutionStatus.FAILED
     assert result.exit_code == 1
@@ -44,19 +70,19 @@ async def test_an_exception_is_failed_with_its_traceback(engine: DockerEngine) -
     assert result.stderr.rstrip().endswith("ValueError: boom")
 
 
-async def test_syntax_errors_are_failed(engine: DockerEngine) -> None:
+async def test_syntax_errors_are_failed(engine: ExecutionInterface) -> None:
     result = await run(engine, "def broken(:\n    pass")
     assert result.status is ExecutionStatus.FAILED
     assert "SyntaxError" in result.stderr
 
 
-async def test_death_by_a_signal_reports_the_signal(engine: DockerEngine) -> None:
+async def test_death_by_a_signal_reports_the_signal(engine: ExecutionInterface) -> None:
     result = await run(engine, "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)")
     assert result.status is ExecutionStatus.FAILED
     assert (result.exit_code, result.signal) == (128 + 11, 11)
 
 
-async def test_stdin_is_delivered_and_closed(engine: DockerEngine) -> None:
+async def test_stdin_is_delivered_and_closed(engine: ExecutionInterface) -> None:
     result = await run(
         engine,
         "import sys\ndata = sys.stdin.read()\nprint(repr(data))\nprint(repr(sys.stdin.read()))",
@@ -65,13 +91,13 @@ async def test_stdin_is_delivered_and_closed(engine: DockerEngine) -> None:
     assert result.stdout == "'line one\\nline two\\n'\n''\n"
 
 
-async def test_no_stdin_reads_as_immediate_eof(engine: DockerEngine) -> None:
+async def test_no_stdin_reads_as_immediate_eof(engine: ExecutionInterface) -> None:
     result = await run(engine, "import sys\nprint(repr(sys.stdin.read()))", timeout_seconds=5)
     assert result.status is ExecutionStatus.COMPLETED
     assert result.stdout == "''\n"
 
 
-async def test_large_stdin_arrives_intact(engine: DockerEngine) -> None:
+async def test_large_stdin_arrives_intact(engine: ExecutionInterface) -> None:
     data = "".join(f"{i:08d}\n" for i in range(600_000))  # 5.4 MB
     result = await run(
         engine,
@@ -87,7 +113,7 @@ async def test_large_stdin_arrives_intact(engine: DockerEngine) -> None:
 
 
 async def test_a_program_that_writes_before_reading_large_stdin_does_not_deadlock(
-    engine: DockerEngine,
+    engine: ExecutionInterface,
 ) -> None:
     result = await run(
         engine,
@@ -104,13 +130,13 @@ async def test_a_program_that_writes_before_reading_large_stdin_does_not_deadloc
     assert result.stdout.endswith("2000000\n")
 
 
-async def test_unicode_round_trips(engine: DockerEngine) -> None:
+async def test_unicode_round_trips(engine: ExecutionInterface) -> None:
     text = "héllo wörld — 日本語 — 🚀"
     result = await run(engine, f"import sys\nprint({text!r})\nprint(sys.stdin.read())", stdin=text)
     assert result.stdout == f"{text}\n{text}\n"
 
 
-async def test_binary_output_is_decoded_with_replacement(engine: DockerEngine) -> None:
+async def test_binary_output_is_decoded_with_replacement(engine: ExecutionInterface) -> None:
     result = await run(
         engine,
         "import sys\nsys.stdout.buffer.write(b'ok\\xff\\xfe\\x00end')\n"
@@ -122,7 +148,7 @@ async def test_binary_output_is_decoded_with_replacement(engine: DockerEngine) -
     assert "\ufffd" in result.stderr
 
 
-async def test_large_output_under_the_cap_is_complete(engine: DockerEngine) -> None:
+async def test_large_output_under_the_cap_is_complete(engine: ExecutionInterface) -> None:
     result = await run(
         engine,
         "import sys\nfor i in range(100_000):\n    sys.stdout.write(f'{i:07d}\\n')",
@@ -133,7 +159,7 @@ async def test_large_output_under_the_cap_is_complete(engine: DockerEngine) -> N
     assert result.stdout.splitlines()[-1] == "0099999"
 
 
-async def test_extra_files_are_in_the_working_directory(engine: DockerEngine) -> None:
+async def test_extra_files_are_in_the_working_directory(engine: ExecutionInterface) -> None:
     result = await run(
         engine,
         "import helper, os\nprint(helper.answer(), open('data/input.txt').read(), os.getcwd())",
@@ -142,7 +168,7 @@ async def test_extra_files_are_in_the_working_directory(engine: DockerEngine) ->
     assert result.stdout == "42 payload /workspace\n"
 
 
-async def test_cpu_limit_is_enforced(engine: DockerEngine) -> None:
+async def test_cpu_limit_is_enforced(engine: ExecutionInterface) -> None:
     code = """
     import threading, time
     def spin():
@@ -160,7 +186,7 @@ async def test_cpu_limit_is_enforced(engine: DockerEngine) -> None:
     assert result.cpu_time_seconds < 0.9, result.cpu_time_seconds
 
 
-async def test_output_streams_live_while_the_program_runs(engine: DockerEngine) -> None:
+async def test_output_streams_live_while_the_program_runs(engine: ExecutionInterface) -> None:
     chunks: list[tuple[str, bytes, float]] = []
     code = "import sys, time\nprint('first')\ntime.sleep(1.5)\nprint('second', file=sys.stderr)"
     began = time.monotonic()
@@ -177,7 +203,9 @@ async def test_output_streams_live_while_the_program_runs(engine: DockerEngine) 
     assert chunks[-1][0] == "stderr"
 
 
-async def test_cancelling_kills_and_removes_the_sandbox(engine: DockerEngine) -> None:
+async def test_cancelling_kills_and_removes_the_sandbox(
+    engine: ExecutionInterface, settings: ExecutionSettings
+) -> None:
     started = asyncio.Event()
     task = asyncio.create_task(
         engine.execute(
@@ -191,11 +219,11 @@ async def test_cancelling_kills_and_removes_the_sandbox(engine: DockerEngine) ->
     with pytest.raises(asyncio.CancelledError):
         await task
     assert time.monotonic() - began < 5
-    assert leftover_containers(engine.settings.engine_id) == []
+    assert leftover_containers(settings.engine_id) == []
     assert sandbox_processes() == []
 
 
-async def test_concurrent_executions_are_isolated(engine: DockerEngine) -> None:
+async def test_concurrent_executions_are_isolated(engine: ExecutionInterface) -> None:
     results = await asyncio.gather(
         *(
             run(
@@ -227,27 +255,3 @@ async def test_missing_runtime_says_what_to_do() -> None:
             await engine.execute(ExecutionRequest(code="print(1)"))
     finally:
         await engine.close()
-
-
-async def test_orphans_of_a_crashed_engine_are_removed_on_start(engine: DockerEngine) -> None:
-    """A container left by an engine that died is removed when an engine with its id starts."""
-    settings = engine.settings
-    crashed = DockerEngine(settings)
-    await crashed.start()
-    task = asyncio.create_task(run(crashed, "import time\ntime.sleep(60)"))
-    for _ in range(100):
-        if leftover_containers(settings.engine_id):
-            break
-        await asyncio.sleep(0.1)
-    orphans = leftover_containers(settings.engine_id)
-    assert len(orphans) == 1
-    # Simulate the crash: forget the run without letting the engine clean up.
-    crashed._active.clear()  # deliberately bypass the engine's own cleanup
-    task.cancel()
-    restarted = DockerEngine(settings)
-    await restarted.start()
-    assert orphans[0] not in leftover_containers(settings.engine_id)
-    await restarted.close()
-    with pytest.raises(BaseException):  # noqa: B017, PT011 - cancelled or the container vanished
-        await task
-    await crashed.close()

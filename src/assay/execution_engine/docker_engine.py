@@ -169,9 +169,11 @@ class DockerEngine(ExecutionInterface):
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
-            await self._in_thread(self._cancel, run)
-            with contextlib.suppress(ExecutionError, _Cancelled):
-                await future
+            cleanup = asyncio.ensure_future(self._kill_and_wait(run, future))
+            while not cleanup.done():
+                # Cancelled again meanwhile: the sandbox still goes before we return.
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(cleanup)
             raise
         finally:
             self._active.pop(run.run_id, None)
@@ -216,6 +218,11 @@ class DockerEngine(ExecutionInterface):
         if self._daemon is None:
             raise EngineUnavailableError("engine not started")
         return self._daemon
+
+    async def _kill_and_wait(self, run: _Run, future: asyncio.Future[ExecutionResult]) -> None:
+        await self._in_thread(self._cancel, run)
+        with contextlib.suppress(ExecutionError, _Cancelled):
+            await future
 
     def _cancel(self, run: _Run) -> None:
         run.cancelled.set()

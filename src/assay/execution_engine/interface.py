@@ -60,6 +60,13 @@ class ExecutionInterface(abc.ABC):
             SandboxError: the sandbox failed in an unexpected way.
         """
 
+    async def start(self) -> None:  # noqa: B027 - an optional hook, a no-op unless overridden
+        """Connect now rather than on first use, so that problems show at startup.
+
+        Raises:
+            ExecutionError: as ``execute`` would for the same cause.
+        """
+
     @abc.abstractmethod
     async def check_health(self) -> EngineHealth:
         """Report whether programs can run now. Never raises for engine problems."""

@@ -1,0 +1,55 @@
+"""The executor service's wire format, shared by the service and RemoteExecutionEngine.
+
+``POST /v1/executions/stream`` answers with newline-delimited JSON, one message a line:
+
+* ``{"type": "output", "stream": "stdout"|"stderr", "data": <base64>}`` while the program
+  runs (bytes exactly as written);
+* then exactly one of ``{"type": "result", "result": <ExecutionResult>}`` or
+  ``{"type": "error", "error": {"code", "message"}}``.
+
+A request that fails before it starts (bad token, bad request, no free slot) gets a plain
+JSON error body ``{"error": {"code", "message"}}`` with an HTTP status instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Literal
+
+__all__ = [
+    "EXECUTIONS_PATH",
+    "EXECUTION_ID_HEADER",
+    "STREAM_PATH",
+    "decode_output",
+    "error_line",
+    "output_line",
+    "result_line",
+]
+
+EXECUTIONS_PATH = "/v1/executions"
+STREAM_PATH = "/v1/executions/stream"
+#: Chosen by the client, so it can cancel (``DELETE /v1/executions/{id}``) what it started.
+EXECUTION_ID_HEADER = "X-Assay-Execution-Id"
+
+
+def output_line(stream: Literal["stdout", "stderr"], data: bytes) -> bytes:
+    message = {"type": "output", "stream": stream, "data": base64.b64encode(data).decode()}
+    return json.dumps(message).encode() + b"\n"
+
+
+def result_line(result_json: str) -> bytes:
+    return b'{"type": "result", "result": ' + result_json.encode() + b"}\n"
+
+
+def error_line(code: str, message: str) -> bytes:
+    return (
+        json.dumps({"type": "error", "error": {"code": code, "message": message}}).encode() + b"\n"
+    )
+
+
+def decode_output(message: dict[str, Any]) -> tuple[Literal["stdout", "stderr"], bytes]:
+    stream: Literal["stdout", "stderr"] = (
+        "stderr" if message.get("stream") == "stderr" else "stdout"
+    )
+    return stream, base64.b64decode(message.get("data", ""))

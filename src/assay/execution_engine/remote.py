@@ -1,0 +1,252 @@
+"""Execution on remote executor services (``assay executor``) over HTTP: the platform's
+engine when ``EXECUTION_MODE=remote``. Callers cannot tell it from the local engine: same
+results, same exceptions, output streamed while the program runs, cancellation kills the
+remote sandbox.
+
+Failure policy:
+
+* an executor that cannot be reached, or has no free slot, is skipped and the next one tried,
+  with backoff; nothing ran, so this is always safe;
+* an executor that fails *during* an execution (killed, connection lost) raises
+  ``EngineUnavailableError``: the program may have partly run, so the queue puts the
+  evaluation back and runs it again in a fresh sandbox (its events show the ``requeued``);
+* executors marked unhealthy are probed again after ``recheck_seconds`` and used again once
+  they answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from assay.config import ExecutionSettings
+from assay.errors import EngineUnavailableError, ExecutionError, execution_error_from_code
+from assay.execution_engine.interface import EngineHealth, ExecutionInterface, OutputCallback
+from assay.execution_engine.models import ExecutionRequest, ExecutionResult, resolve_request
+from assay.execution_engine.protocol import (
+    EXECUTION_ID_HEADER,
+    EXECUTIONS_PATH,
+    STREAM_PATH,
+    decode_output,
+)
+
+__all__ = ["RemoteExecutionEngine"]
+
+logger = logging.getLogger(__name__)
+
+#: Beyond the program's own timeout: container create/start/remove and the network.
+_LIFECYCLE_MARGIN_SECONDS = 30.0
+_BACKOFF_SECONDS = (0.1, 0.3, 1.0, 2.0)
+
+
+@dataclass
+class _Executor:
+    url: str
+    healthy: bool = True
+    free: int = 1
+    checked_at: float = float("-inf")
+    detail: str = "not checked yet"
+
+
+class RemoteExecutionEngine(ExecutionInterface):
+    """Spreads executions over executor services by their free capacity."""
+
+    def __init__(
+        self,
+        urls: list[str],
+        *,
+        token: str | None,
+        settings: ExecutionSettings,
+        transport: httpx.AsyncBaseTransport | None = None,
+        recheck_seconds: float = 5.0,
+        capacity_ttl_seconds: float = 1.0,
+    ) -> None:
+        if not urls:
+            raise EngineUnavailableError(
+                "EXECUTION_MODE=remote needs EXECUTION_SERVICE_URL (one or more executor URLs)"
+            )
+        self._settings = settings
+        self._executors = [_Executor(url.rstrip("/")) for url in urls]
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.AsyncClient(
+            headers=headers,
+            transport=transport,
+            timeout=httpx.Timeout(10.0, connect=3.0),
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+        )
+        self._recheck = recheck_seconds
+        self._capacity_ttl = capacity_ttl_seconds
+        self._next = 0
+
+    async def start(self) -> None:
+        await self._refresh(force=True)
+
+    async def execute(
+        self, request: ExecutionRequest, *, on_output: OutputCallback | None = None
+    ) -> ExecutionResult:
+        resolved = resolve_request(request, self._settings)  # the same InvalidRequestError
+        body = request.model_dump(mode="json")
+        timeout = httpx.Timeout(
+            10.0, connect=3.0, read=resolved.timeout_seconds + _LIFECYCLE_MARGIN_SECONDS
+        )
+        problems: list[str] = []
+        for attempt in range(len(self._executors) + len(_BACKOFF_SECONDS)):
+            executor = await self._choose()
+            if executor is None:
+                problems.append("no executor is healthy")
+            else:
+                outcome = await self._try(executor, body, timeout, on_output)
+                if isinstance(outcome, ExecutionResult):
+                    return outcome
+                problems.append(f"{executor.url}: {outcome}")
+            if attempt < len(_BACKOFF_SECONDS):
+                await asyncio.sleep(_BACKOFF_SECONDS[attempt])
+        raise EngineUnavailableError(
+            "no executor could run this execution (" + "; ".join(problems[-3:]) + ")"
+        )
+
+    async def _try(  # noqa: PLR0912 - the one place that maps every transport outcome
+        self,
+        executor: _Executor,
+        body: dict[str, object],
+        timeout: httpx.Timeout,
+        on_output: OutputCallback | None,
+    ) -> ExecutionResult | str:
+        """The result, or why this executor could not start it (safe to try elsewhere).
+        Raises once the execution has started and then fails."""
+        execution_id = secrets.token_hex(12)
+        started = False
+        executor.free -= 1  # until the next capacity report
+        try:
+            async with self._http.stream(
+                "POST",
+                executor.url + STREAM_PATH,
+                json=body,
+                headers={EXECUTION_ID_HEADER: execution_id},
+                timeout=timeout,
+            ) as response:
+                if response.status_code == 429:
+                    executor.free = 0
+                    return "busy"
+                if response.status_code == 401:
+                    raise EngineUnavailableError(
+                        f"executor {executor.url} refused our token; give the platform the "
+                        "executor's ASSAY_EXECUTOR_TOKEN"
+                    )
+                if response.is_error:
+                    raise _error_from(await response.aread(), response.status_code)
+                started = True
+                async for line in response.aiter_lines():
+                    if not line:
+                        continue
+                    message = json.loads(line)
+                    kind = message.get("type")
+                    if kind == "output" and on_output is not None:
+                        on_output(*decode_output(message))
+                    elif kind == "result":
+                        return ExecutionResult.model_validate(message["result"])
+                    elif kind == "error":
+                        error = message.get("error") or {}
+                        raise execution_error_from_code(
+                            str(error.get("code")), str(error.get("message"))
+                        )
+            raise httpx.RemoteProtocolError("the stream ended without a result")
+        except asyncio.CancelledError:
+            if started:
+                await asyncio.shield(self._cancel_remote(executor, execution_id))
+            raise
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            self._mark_down(executor, f"unreachable: {exc}")
+            return "unreachable"
+        except (httpx.TransportError, ValueError, KeyError) as exc:
+            self._mark_down(executor, f"failed during an execution: {exc!r}")
+            if not started:
+                return f"failed before starting: {exc!r}"
+            raise EngineUnavailableError(
+                f"executor {executor.url} failed during the execution ({exc!r}); it will be "
+                "run again"
+            ) from exc
+
+    async def _cancel_remote(self, executor: _Executor, execution_id: str) -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            await self._http.delete(f"{executor.url}{EXECUTIONS_PATH}/{execution_id}", timeout=10)
+
+    def _mark_down(self, executor: _Executor, detail: str) -> None:
+        if executor.healthy:
+            logger.warning("executor %s is down: %s", executor.url, detail)
+        executor.healthy = False
+        executor.detail = detail
+        executor.checked_at = time.monotonic()
+
+    async def _choose(self) -> _Executor | None:
+        await self._refresh()
+        healthy = [e for e in self._executors if e.healthy]
+        if not healthy:
+            return None
+        best = max(e.free for e in healthy)
+        candidates = [e for e in healthy if e.free == best]
+        self._next += 1
+        return candidates[self._next % len(candidates)]
+
+    async def _refresh(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        stale = [
+            e
+            for e in self._executors
+            if force
+            or (e.healthy and now - e.checked_at > self._capacity_ttl)
+            or (not e.healthy and now - e.checked_at > self._recheck)
+        ]
+        if stale:
+            await asyncio.gather(*(self._probe(e) for e in stale))
+
+    async def _probe(self, executor: _Executor) -> None:
+        try:
+            response = await self._http.get(executor.url + "/v1/capacity", timeout=3.0)
+            if response.status_code == 401:
+                raise EngineUnavailableError("executor refused our token")
+            response.raise_for_status()
+            executor.free = int(response.json()["free"])
+            if not executor.healthy:
+                logger.warning("executor %s is back", executor.url)
+            executor.healthy = True
+            executor.detail = "ok"
+        except (httpx.HTTPError, ValueError, KeyError, ExecutionError) as exc:
+            executor.healthy = False
+            executor.detail = f"not answering: {exc}"
+        executor.checked_at = time.monotonic()
+
+    async def check_health(self) -> EngineHealth:
+        await self._refresh(force=True)
+        for executor in self._executors:
+            if executor.healthy:
+                try:
+                    response = await self._http.get(executor.url + "/healthz", timeout=10.0)
+                    if response.status_code != 200:
+                        executor.healthy = False
+                        executor.detail = str(response.json().get("detail", response.status_code))
+                except (httpx.HTTPError, ValueError) as exc:
+                    executor.healthy = False
+                    executor.detail = f"health check failed: {exc}"
+        facts = {e.url: ("ok" if e.healthy else e.detail) for e in self._executors}
+        healthy = [e for e in self._executors if e.healthy]
+        detail = "ok" if healthy else "no executor is healthy: " + "; ".join(facts.values())
+        return EngineHealth(healthy=bool(healthy), detail=detail, facts={"mode": "remote", **facts})
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+
+def _error_from(body: bytes, status: int) -> ExecutionError:
+    try:
+        error = json.loads(body)["error"]
+        return execution_error_from_code(str(error["code"]), str(error["message"]))
+    except (ValueError, KeyError, TypeError):
+        return execution_error_from_code("sandbox_error", f"executor answered HTTP {status}")

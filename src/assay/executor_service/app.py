@@ -1,0 +1,266 @@
+"""The executor service's FastAPI application."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import hmac
+import logging
+from collections.abc import AsyncIterator, Coroutine
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
+from starlette.exceptions import HTTPException
+
+from assay import __version__
+from assay.errors import (
+    AssayError,
+    AuthenticationError,
+    EngineUnavailableError,
+    ExecutionError,
+    ExecutorBusyError,
+    InvalidRequestError,
+    RuntimeNotAvailableError,
+    SandboxImageNotFoundError,
+)
+from assay.execution_engine import (
+    ExecutionInterface,
+    ExecutionRequest,
+    ExecutionResult,
+    OutputCallback,
+)
+from assay.execution_engine.protocol import (
+    EXECUTION_ID_HEADER,
+    EXECUTIONS_PATH,
+    STREAM_PATH,
+    error_line,
+    output_line,
+    result_line,
+)
+
+__all__ = ["create_executor_app"]
+
+logger = logging.getLogger(__name__)
+
+_STATUS: list[tuple[type[AssayError], int]] = [
+    (InvalidRequestError, 422),
+    (ExecutorBusyError, 429),
+    (AuthenticationError, 401),
+    (EngineUnavailableError, 503),
+    (SandboxImageNotFoundError, 503),
+    (RuntimeNotAvailableError, 503),
+    (ExecutionError, 500),
+]
+
+ExecutionId = Annotated[str | None, Header(alias=EXECUTION_ID_HEADER, max_length=64)]
+
+
+class _Slots:
+    """Bounded concurrency, refusing rather than queueing (the platform has the queue)."""
+
+    def __init__(self, engine: ExecutionInterface, capacity: int) -> None:
+        self.engine = engine
+        self.capacity = capacity
+        self.running: dict[str, asyncio.Task[ExecutionResult]] = {}
+        self.busy = 0
+        registry = self.registry = CollectorRegistry()
+        self.finished = Counter(
+            "assay_executor_executions",
+            "Executions that ended, by verdict",
+            ["status"],
+            registry=registry,
+        )
+        self.refused = Counter(
+            "assay_executor_refused", "Executions refused for lack of a slot", registry=registry
+        )
+        self.errors = Counter(
+            "assay_executor_engine_errors", "Engine failures, by code", ["code"], registry=registry
+        )
+        Gauge("assay_executor_capacity", "Slots", registry=registry).set(capacity)
+        Gauge("assay_executor_running", "Slots in use", registry=registry).set_function(
+            lambda: self.busy
+        )
+
+    def acquire(self) -> None:
+        if self.busy >= self.capacity:
+            self.refused.inc()
+            raise ExecutorBusyError(f"all {self.capacity} slots are in use; retry later")
+        self.busy += 1
+
+    def release(self) -> None:
+        self.busy -= 1
+
+
+def create_executor_app(engine: ExecutionInterface, *, token: str, capacity: int) -> FastAPI:
+    """The service around ``engine``; ``token`` is required on every request."""
+    if not token:
+        raise ValueError("the executor service needs a token")
+    slots = _Slots(engine, capacity)
+    expected = f"Bearer {token}".encode()
+
+    async def authorised(authorization: Annotated[str | None, Header()] = None) -> None:
+        if authorization is None or not hmac.compare_digest(authorization.encode(), expected):
+            raise AuthenticationError("missing or wrong executor token (ASSAY_EXECUTOR_TOKEN)")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await engine.start()
+        except ExecutionError as exc:
+            logger.error("execution engine not ready: %s", exc.message)
+        try:
+            yield
+        finally:
+            for task in list(slots.running.values()):
+                task.cancel()
+            await engine.close()
+
+    app = FastAPI(title="Assay executor", version=__version__, lifespan=lifespan)
+    guarded = [Depends(authorised)]
+
+    @app.exception_handler(AssayError)
+    async def _assay_error(_request: Request, exc: AssayError) -> JSONResponse:
+        status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse(
+            {"error": {"code": exc.code, "message": exc.message}}, status, headers=headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
+            for e in exc.errors()[:10]
+        )
+        return JSONResponse({"error": {"code": "invalid_request", "message": problems}}, 422)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"error": {"code": "http_error", "message": str(exc.detail)}}, exc.status_code
+        )
+
+    @app.post(EXECUTIONS_PATH, dependencies=guarded, response_model=ExecutionResult)
+    async def execute(
+        request: ExecutionRequest, execution_id: ExecutionId = None
+    ) -> ExecutionResult:
+        """Run one program; answer with its result when it ends."""
+        slots.acquire()
+        return await _run(slots, request, execution_id, None)
+
+    @app.post(STREAM_PATH, dependencies=guarded, response_class=StreamingResponse)
+    async def execute_streaming(
+        request: ExecutionRequest, execution_id: ExecutionId = None
+    ) -> StreamingResponse:
+        """Run one program; stream its output as NDJSON, then its result (or error)."""
+        slots.acquire()
+        return StreamingResponse(
+            _stream(slots, request, execution_id), media_type="application/x-ndjson"
+        )
+
+    @app.delete(EXECUTIONS_PATH + "/{execution_id}", dependencies=guarded)
+    async def cancel(execution_id: str) -> dict[str, bool]:
+        """Cancel a running execution (its sandbox is killed and removed)."""
+        task = slots.running.get(execution_id)
+        if task is None:
+            return {"cancelled": False}
+        if not task.cancelling():
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ExecutionError):
+            await asyncio.shield(task)
+        return {"cancelled": True}
+
+    @app.get("/v1/capacity", dependencies=guarded)
+    async def capacity_now() -> dict[str, int]:
+        return {"total": slots.capacity, "free": slots.capacity - slots.busy, "running": slots.busy}
+
+    @app.get("/healthz", dependencies=guarded)
+    async def healthz() -> JSONResponse:
+        health = await engine.check_health()
+        body = {"status": "ok" if health.healthy else "unhealthy", "detail": health.detail}
+        return JSONResponse({**body, **health.facts}, 200 if health.healthy else 503)
+
+    @app.get("/metrics", dependencies=guarded, response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(slots.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def _run(
+    slots: _Slots,
+    request: ExecutionRequest,
+    execution_id: str | None,
+    on_output: OutputCallback | None,
+) -> ExecutionResult:
+    """Run on the engine, holding a slot until the sandbox is gone (not merely until the
+    caller stops waiting: a cancelled caller leaves the removal running, slot held)."""
+    task = await _detached(slots.engine.execute(request, on_output=on_output))
+    task.add_done_callback(lambda _done: slots.release())
+    if execution_id:
+        slots.running[execution_id] = task
+        task.add_done_callback(lambda _done: slots.running.pop(execution_id, None))
+    try:
+        result = await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.cancel()  # not awaited here: our own cancel scope may strike again
+        raise
+    except ExecutionError as exc:
+        slots.errors.labels(exc.code).inc()
+        raise
+    slots.finished.labels(result.status.value).inc()
+    return result
+
+
+async def _detached(
+    coroutine: Coroutine[Any, Any, ExecutionResult],
+) -> asyncio.Task[ExecutionResult]:
+    """A task no request's cancel scope can reach: Starlette cancels a streaming request's
+    scope when its client goes away, and an execution must outlive that long enough to
+    remove its sandbox. Created from a plain loop callback, in a fresh context."""
+    loop = asyncio.get_running_loop()
+    created: asyncio.Future[asyncio.Task[ExecutionResult]] = loop.create_future()
+    loop.call_soon(
+        lambda: created.set_result(loop.create_task(coroutine)), context=contextvars.Context()
+    )
+    return await created
+
+
+async def _stream(
+    slots: _Slots, request: ExecutionRequest, execution_id: str | None
+) -> AsyncIterator[bytes]:
+    lines: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    def on_output(stream: Literal["stdout", "stderr"], data: bytes) -> None:
+        lines.put_nowait(output_line(stream, data))
+
+    async def run() -> None:
+        try:
+            result = await _run(slots, request, execution_id, on_output)
+            lines.put_nowait(result_line(result.model_dump_json()))
+        except ExecutionError as exc:
+            lines.put_nowait(error_line(exc.code, exc.message))
+        except asyncio.CancelledError:
+            lines.put_nowait(error_line("cancelled", "the execution was cancelled"))
+        finally:
+            lines.put_nowait(None)
+
+    runner = asyncio.create_task(run())
+    try:
+        while (line := await lines.get()) is not None:
+            yield line
+    finally:
+        # The client went away (or we are done): never leave a sandbox running for nobody.
+        # The slot is released by _run when the sandbox is gone.
+        if not runner.done():
+            runner.cancel()
