@@ -89,9 +89,10 @@ class RunningServer:
 
 
 @asynccontextmanager
-async def serving(app: ASGIApp) -> AsyncIterator[str]:
-    """``app`` on a real socket (loopback, a free port) in this event loop; yields its URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+async def serving(app: ASGIApp, port: int = 0) -> AsyncIterator[str]:
+    """``app`` on a real socket (loopback; a free port unless given) in this event loop;
+    yields its URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
@@ -106,16 +107,18 @@ async def serving(app: ASGIApp) -> AsyncIterator[str]:
         await task
 
 
-EXECUTOR_TOKEN = "test-executor-token-0123456789"  # noqa: S105 - tests only
+EXECUTOR_TOKEN = "test-executor-token-0123456789"
 
 
 @asynccontextmanager
-async def running_executor(settings: ExecutionSettings, capacity: int = 4) -> AsyncIterator[str]:
+async def running_executor(
+    settings: ExecutionSettings, capacity: int = 4, port: int = 0
+) -> AsyncIterator[str]:
     """``assay executor``'s application on a real socket; yields its URL."""
     app = create_executor_app(
         LocalExecutionEngine(settings), token=EXECUTOR_TOKEN, capacity=capacity
     )
-    async with serving(app) as url:
+    async with serving(app, port) as url:
         yield url
 
 

@@ -186,6 +186,8 @@ class RemoteExecutionEngine(ExecutionInterface):
         executor.checked_at = time.monotonic()
 
     async def _choose(self) -> _Executor | None:
+        if len(self._executors) == 1 and self._executors[0].healthy:
+            return self._executors[0]  # nothing to choose between: no capacity probe
         await self._refresh()
         healthy = [e for e in self._executors if e.healthy]
         if not healthy:
