@@ -96,7 +96,7 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
     """The ASGI application: the REST API over a platform that starts and stops with it.
 
     A new Platform is built at each start unless ``platform`` is given (tests)."""
-    from assay.api import create_api  # noqa: PLC0415 - api imports app's Platform
+    from assay.api.app import create_api  # noqa: PLC0415 - api imports this module
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

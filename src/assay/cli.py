@@ -15,12 +15,7 @@ from assay import __version__
 from assay.cli_format import verdict_line
 from assay.config import Settings
 from assay.errors import AssayError
-from assay.execution_engine import (
-    EngineHealth,
-    ExecutionRequest,
-    ExecutionResult,
-    LocalExecutionEngine,
-)
+from assay.execution_engine import EngineHealth, ExecutionRequest, ExecutionResult
 
 __all__ = ["main"]
 
@@ -136,6 +131,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _execute_once(settings: Settings, request: ExecutionRequest) -> ExecutionResult:
+    from assay.execution_engine.local import LocalExecutionEngine  # noqa: PLC0415 - Docker SDK
+
     async with LocalExecutionEngine(settings.execution) as engine:
         return await engine.execute(request)
 
@@ -180,5 +177,7 @@ def _doctor(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _health(settings: Settings) -> EngineHealth:
+    from assay.execution_engine.local import LocalExecutionEngine  # noqa: PLC0415 - Docker SDK
+
     async with LocalExecutionEngine(settings.execution) as engine:
         return await engine.check_health()
