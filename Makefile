@@ -36,6 +36,7 @@ typecheck:
 bench: bootstrap
 	$(BIN)/python bench/engine_latency.py
 	$(BIN)/python bench/platform_overhead.py
+	$(BIN)/python bench/remote_overhead.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache test-artifacts
