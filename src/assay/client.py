@@ -77,15 +77,19 @@ def _list_params(
     return params
 
 
-def _sse_events(lines: Iterator[str]) -> Iterator[EventOut]:
-    data: list[str] = []
-    for line in lines:
-        if line == "":
-            if data:
-                yield EventOut.model_validate(json.loads("\n".join(data)))
-                data = []
-        elif line.startswith("data:"):
-            data.append(line[5:].lstrip())
+class _SseParser:
+    """Server-Sent Events, one line at a time: ``feed`` returns an event when one ends."""
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> EventOut | None:
+        if line.startswith("data:"):
+            self._data.append(line[5:].lstrip())
+        elif line == "" and self._data:
+            data, self._data = self._data, []
+            return EventOut.model_validate(json.loads("\n".join(data)))
+        return None
 
 
 class AssayClient:
@@ -188,7 +192,10 @@ class AssayClient:
             if response.is_error:
                 response.read()
                 raise _error(response)
-            yield from _sse_events(response.iter_lines())
+            parser = _SseParser()
+            for line in response.iter_lines():
+                if (event := parser.feed(line)) is not None:
+                    yield event
 
     def queue(self) -> QueueOut:
         return QueueOut.model_validate(_check(self._http.get(f"{_PREFIX}/queue")).json())
@@ -299,14 +306,10 @@ class AsyncAssayClient:
             if response.is_error:
                 await response.aread()
                 raise _error(response)
-            data: list[str] = []
+            parser = _SseParser()
             async for line in response.aiter_lines():
-                if line == "":
-                    if data:
-                        yield EventOut.model_validate(json.loads("\n".join(data)))
-                        data = []
-                elif line.startswith("data:"):
-                    data.append(line[5:].lstrip())
+                if (event := parser.feed(line)) is not None:
+                    yield event
 
     async def queue(self) -> QueueOut:
         response = await self._http.get(f"{_PREFIX}/queue")
