@@ -21,6 +21,8 @@ __all__ = [
     "SANDBOX_IMAGE_VERSION",
     "ApiSettings",
     "ExecutionSettings",
+    "PoolProfileSettings",
+    "PoolSettings",
     "QueueSettings",
     "Settings",
     "StorageSettings",
@@ -31,6 +33,34 @@ SANDBOX_IMAGE_VERSION = "1"
 SANDBOX_IMAGE_REPOSITORY = "assay-sandbox-python"
 
 MIB = 1024 * 1024
+
+
+class PoolProfileSettings(BaseModel):
+    """An extra warm pool for requests with these limits."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    memory_mb: int = Field(ge=16)
+    cpus: float = Field(gt=0)
+    size: int = Field(ge=1, le=256)
+
+
+class PoolSettings(BaseModel):
+    """The warm pool: sandboxes started ahead of time, each used for one execution only.
+
+    ``size`` sandboxes are kept ready with the default limits (memory, CPUs); ``profiles``
+    adds pools for other limits. A request whose limits match no pool runs cold (a sandbox
+    created for it), with the same verdict. ``size=0`` turns the default pool off.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    size: int = Field(default_factory=lambda: 2 * (os.cpu_count() or 1), ge=0, le=256)
+    profiles: tuple[PoolProfileSettings, ...] = ()
+    #: Idle sandboxes older than this are destroyed and replaced.
+    max_age_seconds: float = Field(default=300.0, gt=0)
+    #: Sandboxes created at once while refilling (each start costs about 0.25 CPU-seconds).
+    refill_parallelism: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
 
 
 class ExecutionSettings(BaseModel):
@@ -67,6 +97,8 @@ class ExecutionSettings(BaseModel):
     tmp_size_mb: int = Field(default=64, ge=1)
     shm_size_mb: int = Field(default=16, ge=1)
     open_files_limit: int = Field(default=256, ge=16)
+
+    pool: PoolSettings = Field(default_factory=PoolSettings)
 
     @model_validator(mode="after")
     def _defaults_within_maxima(self) -> ExecutionSettings:

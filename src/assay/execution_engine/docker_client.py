@@ -215,11 +215,11 @@ class DockerDaemon:
                         raise
             time.sleep(0.1 * (attempt + 1))
 
-    def container_ids(self, labels: Mapping[str, str]) -> list[str]:
-        """Ids of every container (running or not) carrying all ``labels``."""
+    def container_ids(self, labels: Mapping[str, str], *, running: bool = False) -> list[str]:
+        """Ids of every container carrying all ``labels`` (only running ones if ``running``)."""
         filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
         with self._translated():
-            return [c["Id"] for c in self._api.containers(all=True, filters=filters)]
+            return [c["Id"] for c in self._api.containers(all=not running, filters=filters)]
 
     def containers_labelled(self, key: str) -> list[tuple[str, dict[str, str]]]:
         """(id, labels) of every container that has label ``key`` at all."""

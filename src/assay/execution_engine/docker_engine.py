@@ -2,14 +2,21 @@
 
 One execution, start to end (all blocking Docker calls run on a worker thread):
 
-1. create a container: no network, read-only root, tmpfs working directory and /tmp, non-root
-   user, no capabilities, no-new-privileges, default seccomp, pids/memory/CPU/ulimit caps, no
-   log driver, labelled with this engine's id;
-2. attach to its stdin/stdout/stderr, start it, and stream the program in through stdin (no
-   host path is ever mounted) to the sandbox's own PID 1 (``sandbox_init.py``);
+1. take a started container from the warm pool (``pool.py``) or, cold, create one: no
+   network, read-only root, tmpfs working directory and /tmp, non-root user, no capabilities,
+   no-new-privileges, default seccomp, pids/memory/CPU/ulimit caps, no log driver, labelled
+   with this engine's id;
+2. attach to its stdin/stdout/stderr (cold: then start it), and stream the program in through
+   stdin (no host path is ever mounted) to the sandbox's own PID 1 (``sandbox_init.py``),
+   which has been waiting for it;
 3. read output as it comes, enforcing the output cap and the wall-clock deadline; on either,
    SIGKILL the container, which ends every process in it;
-4. read the verdict (exit status, OOM flag, the supervisor's trailer) and remove the container.
+4. the verdict comes from the supervisor's trailer (exit status, resource use, OOM kills) as
+   soon as it has arrived on both streams; Docker's own view (wait, inspect) only when it is
+   missing. The container is then removed in the background, off the request's path; a
+   cancelled execution's container is removed before the cancellation propagates.
+
+A container, pooled or not, serves exactly one execution.
 """
 
 from __future__ import annotations
@@ -49,7 +56,8 @@ from assay.execution_engine.models import (
     ResolvedRequest,
     resolve_request,
 )
-from assay.execution_engine.output import OutputCollector
+from assay.execution_engine.output import CollectedOutput, OutputCollector
+from assay.execution_engine.pool import PoolStats, Profile, WarmPool
 
 __all__ = ["LABEL_ENGINE", "LABEL_MANAGED", "SANDBOX_UID", "DockerEngine", "encode_payload"]
 
@@ -57,7 +65,7 @@ logger = logging.getLogger(__name__)
 
 LABEL_MANAGED = "assay.managed"
 LABEL_ENGINE = "assay.engine"
-LABEL_RUN = "assay.run"
+LABEL_SANDBOX = "assay.sandbox"
 SANDBOX_UID = 10001
 WORKDIR = "/workspace"
 SANDBOX_ENV = {
@@ -91,9 +99,15 @@ def encode_payload(files: dict[str, str], nonce: str) -> bytes:
 class _Run:
     request: ResolvedRequest
     emit: Callable[[Literal["stdout", "stderr"], bytes], None] | None
+    #: A started container from the pool, or None: create one (cold).
+    warm_id: str | None = None
     run_id: str = field(default_factory=lambda: secrets.token_hex(8))
     cancelled: threading.Event = field(default_factory=threading.Event)
     container_id: str | None = None
+
+    @property
+    def profile(self) -> Profile:
+        return Profile(self.request.memory_mb, self.request.cpus)
 
 
 class DockerEngine(ExecutionInterface):
@@ -103,6 +117,7 @@ class DockerEngine(ExecutionInterface):
         self._settings = settings
         self._threads = ThreadPoolExecutor(max_parallel, thread_name_prefix="assay-docker")
         self._daemon: DockerDaemon | None = None
+        self._pool: WarmPool | None = None
         self._start_lock = asyncio.Lock()
         self._active: dict[str, _Run] = {}
         self._closed = False
@@ -112,7 +127,8 @@ class DockerEngine(ExecutionInterface):
         return self._settings
 
     async def start(self) -> None:
-        """Connect, check the image (and runtime), and remove this engine's orphans.
+        """Connect, check the image (and runtime), remove this engine's orphans, and begin
+        filling the warm pool.
 
         Idempotent; ``execute`` calls it on first use.
 
@@ -123,6 +139,32 @@ class DockerEngine(ExecutionInterface):
             if self._daemon is not None:
                 return
             self._daemon = await self._in_thread(self._connect)
+            self._pool = self._make_pool()
+            self._pool.start()
+
+    def _make_pool(self) -> WarmPool:
+        settings = self._settings
+        pool = settings.pool
+        targets = {Profile(settings.default_memory_mb, settings.default_cpus): pool.size}
+        for extra in pool.profiles:
+            profile = Profile(extra.memory_mb, extra.cpus)
+            targets[profile] = targets.get(profile, 0) + extra.size
+        return WarmPool(
+            targets,
+            create=lambda profile: self._in_thread(self._create_started, profile),
+            destroy=lambda sandbox_id: self._in_thread(self._require_daemon().remove, sandbox_id),
+            alive=lambda: self._in_thread(self._running_ids),
+            max_age_seconds=pool.max_age_seconds,
+            parallelism=pool.refill_parallelism,
+        )
+
+    async def wait_until_warm(self, timeout: float = 60.0) -> bool:
+        """Start, and wait until every warm pool is full; False on timeout."""
+        await self.start()
+        return self._pool is not None and await self._pool.wait_ready(timeout)
+
+    async def pool_stats(self) -> list[PoolStats]:
+        return self._pool.stats() if self._pool is not None else []
 
     def _connect(self) -> DockerDaemon:
         settings = self._settings
@@ -164,6 +206,8 @@ class DockerEngine(ExecutionInterface):
                 loop.call_soon_threadsafe(callback, stream, data)
 
         run = _Run(resolved, emit)
+        if self._pool is not None:
+            run.warm_id = self._pool.take(run.profile)
         self._active[run.run_id] = run
         future = asyncio.get_running_loop().run_in_executor(self._threads, self._run, run)
         try:
@@ -205,6 +249,9 @@ class DockerEngine(ExecutionInterface):
         self._closed = True
         for run in list(self._active.values()):
             await self._in_thread(self._cancel, run)
+        if self._pool is not None:
+            await self._pool.close()
+        # Waits, too, for the removals still running in the background.
         self._threads.shutdown(wait=True)
         if self._daemon is not None:
             self._daemon.close()
@@ -234,29 +281,73 @@ class DockerEngine(ExecutionInterface):
 
     def _run(self, run: _Run) -> ExecutionResult:
         daemon = self._require_daemon()
-        nonce = secrets.token_hex(16)
-        run.container_id = daemon.create_container(self._settings.image, **self._config(run))
-        try:
-            return self._supervise(daemon, run, nonce)
-        finally:
+        if run.warm_id is not None:
+            run.container_id = run.warm_id
             try:
-                daemon.remove(run.container_id)
-            except ExecutionError as exc:
-                logger.warning("could not remove sandbox %s: %s", run.container_id[:12], exc)
+                return self._supervise(daemon, run, warm=True)
+            except _StaleSandbox:
+                logger.warning("pooled sandbox %s had died; running cold", run.warm_id[:12])
+            finally:
+                self._dispose(run.warm_id, now=run.cancelled.is_set())
+        run.container_id = daemon.create_container(
+            self._settings.image, **self._config(run.profile)
+        )
+        try:
+            return self._supervise(daemon, run, warm=False)
+        finally:
+            self._dispose(run.container_id, now=run.cancelled.is_set())
 
-    def _supervise(self, daemon: DockerDaemon, run: _Run, nonce: str) -> ExecutionResult:
+    def _create_started(self, profile: Profile) -> str:
+        """A container for the warm pool: created, started, its PID 1 waiting for a program."""
+        daemon = self._require_daemon()
+        container_id = daemon.create_container(self._settings.image, **self._config(profile))
+        try:
+            daemon.start(container_id)
+        except BaseException:
+            daemon.remove(container_id)
+            raise
+        return container_id
+
+    def _running_ids(self) -> set[str]:
+        daemon = self._require_daemon()
+        return set(daemon.container_ids({LABEL_ENGINE: self._settings.engine_id}, running=True))
+
+    def _dispose(self, container_id: str, *, now: bool = False) -> None:
+        """Remove a used container: in the background unless ``now`` (``close`` waits for
+        background removals)."""
+        if not now:
+            try:
+                self._threads.submit(self._remove, container_id)
+                return
+            except RuntimeError:  # the engine is closing: no new background work
+                pass
+        self._remove(container_id)
+
+    def _remove(self, container_id: str) -> None:
+        try:
+            self._require_daemon().remove(container_id)
+        except ExecutionError as exc:
+            logger.warning("could not remove sandbox %s: %s", container_id[:12], exc)
+
+    def _supervise(self, daemon: DockerDaemon, run: _Run, *, warm: bool) -> ExecutionResult:
         if run.container_id is None:
             raise SandboxError("no container to supervise")
         request = run.request
         if run.cancelled.is_set():
             raise _Cancelled
+        nonce = secrets.token_hex(16)
         files = {MAIN_FILE: request.code, **request.files}
         payload = encode_payload(files, nonce) + request.stdin
         collector = OutputCollector(limit=request.output_limit_bytes, nonce=nonce)
         sock = daemon.attach(run.container_id)
         writer = None
         try:
-            daemon.start(run.container_id)
+            if warm:
+                # Attaching to a container that has already stopped hangs rather than fails.
+                if not daemon.state(run.container_id).get("Running"):
+                    raise _StaleSandbox
+            else:
+                daemon.start(run.container_id)
             started = time.monotonic()
             writer = _write_stdin(sock, payload)
             outcome = _pump(sock, run, collector, started + request.timeout_seconds)
@@ -274,12 +365,16 @@ class DockerEngine(ExecutionInterface):
             daemon.kill(run.container_id)
         if outcome == "cancelled":
             raise _Cancelled
+        output = collector.finish()
+        trailer = output.trailer
+        if outcome == "exited" and collector.ended and trailer and trailer.oom_kills is not None:
+            return _verdict(outcome, None, trailer.oom_kills > 0, output, duration)
         exit_code = daemon.wait(run.container_id, timeout=self._settings.docker_api_timeout_seconds)
         oom_killed = bool(daemon.state(run.container_id).get("OOMKilled"))
-        return _verdict(outcome, exit_code, oom_killed, collector, duration)
+        return _verdict(outcome, exit_code, oom_killed, output, duration)
 
-    def _config(self, run: _Run) -> dict[str, Any]:
-        settings, request = self._settings, run.request
+    def _config(self, profile: Profile) -> dict[str, Any]:
+        settings = self._settings
         daemon = self._require_daemon()
         uid = SANDBOX_UID
         host_config = daemon.host_config(
@@ -293,9 +388,9 @@ class DockerEngine(ExecutionInterface):
             cap_drop=["ALL"],
             security_opt=["no-new-privileges:true"],
             pids_limit=settings.pids_limit,
-            mem_limit=f"{request.memory_mb}m",
-            memswap_limit=f"{request.memory_mb}m",
-            nano_cpus=round(request.cpus * 1e9),
+            mem_limit=f"{profile.memory_mb}m",
+            memswap_limit=f"{profile.memory_mb}m",
+            nano_cpus=round(profile.cpus * 1e9),
             ulimits=[
                 {
                     "name": "nofile",
@@ -320,7 +415,7 @@ class DockerEngine(ExecutionInterface):
             "labels": {
                 LABEL_MANAGED: "true",
                 LABEL_ENGINE: settings.engine_id,
-                LABEL_RUN: run.run_id,
+                LABEL_SANDBOX: secrets.token_hex(8),
             },
             "host_config": host_config,
             "runtime": settings.runtime,
@@ -329,6 +424,11 @@ class DockerEngine(ExecutionInterface):
 
 class _Cancelled(Exception):
     """The awaiting task was cancelled; the sandbox is being torn down."""
+
+
+class _StaleSandbox(Exception):
+    """A pooled container stopped while it waited (a Docker restart, an operator): nothing
+    of the program ran in it."""
 
 
 def _fsize(settings: ExecutionSettings) -> int:
@@ -376,32 +476,41 @@ def _pump(sock: socket.socket, run: _Run, collector: OutputCollector, deadline: 
         if not chunk:
             return "cancelled" if run.cancelled.is_set() else "exited"
         pending += chunk
-        while len(pending) >= _FRAME_HEADER.size:
-            kind, size = _FRAME_HEADER.unpack_from(pending)
-            end = _FRAME_HEADER.size + size
-            if len(pending) < end:
-                break
-            data = bytes(pending[_FRAME_HEADER.size : end])
-            del pending[:end]
-            stream = _STREAMS.get(kind)
-            if stream is None:
-                continue
-            if not collector.feed(stream, data):
-                return "output_limit"
-            if run.emit is not None:
-                visible = collector.live(stream, data)
-                if visible:
-                    run.emit(stream, visible)
+        outcome = _deliver(pending, run, collector)
+        if outcome is not None:
+            return outcome
+
+
+def _deliver(pending: bytearray, run: _Run, collector: OutputCollector) -> Outcome | None:
+    """Consume the complete frames at the start of ``pending``; an outcome if the run ended."""
+    while len(pending) >= _FRAME_HEADER.size:
+        kind, size = _FRAME_HEADER.unpack_from(pending)
+        end = _FRAME_HEADER.size + size
+        if len(pending) < end:
+            break
+        data = bytes(pending[_FRAME_HEADER.size : end])
+        del pending[:end]
+        stream = _STREAMS.get(kind)
+        if stream is None:
+            continue
+        if not collector.feed(stream, data):
+            return "output_limit"
+        if run.emit is not None:
+            visible = collector.live(stream, data)
+            if visible:
+                run.emit(stream, visible)
+        if collector.ended:  # every byte the program wrote has arrived
+            return "exited"
+    return None
 
 
 def _verdict(
     outcome: Outcome,
-    exit_code: int,
+    exit_code: int | None,
     oom_killed: bool,
-    collector: OutputCollector,
+    output: CollectedOutput,
     duration: float,
 ) -> ExecutionResult:
-    output = collector.finish()
     trailer = output.trailer
     common: dict[str, Any] = {
         "stdout": output.stdout.decode(errors="replace"),
@@ -420,8 +529,10 @@ def _verdict(
         return ExecutionResult(status=ExecutionStatus.ERROR, error=trailer.setup_error, **common)
     if trailer is not None and trailer.exit_code is not None:
         code, signal = trailer.exit_code, trailer.signal
-    else:  # no usable trailer (PID 1 failed, or its line was lost): Docker's exit code
+    elif exit_code is not None:  # no usable trailer (PID 1 failed, or its line was lost)
         code, signal = exit_code, exit_code - 128 if 128 < exit_code <= 192 else None
+    else:
+        raise SandboxError("the sandbox ended without a verdict")
     if oom_killed:
         status = ExecutionStatus.OOM
     elif output.over_limit:  # exited by itself, a few bytes over the cap

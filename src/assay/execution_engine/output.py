@@ -14,8 +14,10 @@ __all__ = ["TRAILER_RESERVE", "CollectedOutput", "OutputCollector", "Trailer", "
 
 Stream = Literal["stdout", "stderr"]
 
-#: Room kept beyond the user's cap for the supervisor's trailer line.
-TRAILER_RESERVE = 512
+#: Room kept beyond the user's cap for the supervisor's trailer lines (one per stream).
+TRAILER_RESERVE = 1024
+#: Longest trailer line the supervisor writes (marker, JSON of a few numbers, newline).
+_MAX_TRAILER = TRAILER_RESERVE // 2
 
 
 def trailer_marker(nonce: str) -> bytes:
@@ -30,6 +32,8 @@ class Trailer:
     signal: int | None = None
     cpu_time_seconds: float | None = None
     peak_memory_bytes: int | None = None
+    #: OOM kills in the sandbox while the program ran; None when the cgroup was not visible.
+    oom_kills: int | None = None
     setup_error: str | None = None
 
 
@@ -48,7 +52,8 @@ class OutputCollector:
     """Keeps at most ``limit`` bytes of stdout and stderr together, in arrival order.
 
     ``feed`` returns False once the program has written more than it may; the engine then
-    kills the sandbox. Memory held never exceeds ``limit + TRAILER_RESERVE``.
+    kills the sandbox. Memory held never exceeds ``limit + TRAILER_RESERVE``. ``ended`` turns
+    true once the supervisor's trailer has arrived whole on both streams.
     """
 
     limit: int
@@ -58,54 +63,67 @@ class OutputCollector:
     )
     _dropped: dict[Stream, bool] = field(default_factory=lambda: {"stdout": False, "stderr": False})
     _stored: int = 0
-    _hiding_trailer: bool = False
-    _held: bytes = b""
+    _trailer_seen: dict[Stream, bool] = field(
+        default_factory=lambda: {"stdout": False, "stderr": False}
+    )
+    _hiding_trailer: dict[Stream, bool] = field(
+        default_factory=lambda: {"stdout": False, "stderr": False}
+    )
+    _held: dict[Stream, bytes] = field(default_factory=lambda: {"stdout": b"", "stderr": b""})
 
     @property
     def over_limit(self) -> bool:
         return self._dropped["stdout"] or self._dropped["stderr"]
+
+    @property
+    def ended(self) -> bool:
+        return self._trailer_seen["stdout"] and self._trailer_seen["stderr"]
 
     def feed(self, stream: Stream, data: bytes) -> bool:
         room = self.limit + TRAILER_RESERVE - self._stored
         if len(data) > room:
             self._dropped[stream] = True
             data = data[: max(room, 0)]
-        self._buffers[stream] += data
+        buffer = self._buffers[stream]
+        searched_from = max(len(buffer) - _MAX_TRAILER, 0)
+        buffer += data
         self._stored += len(data)
+        if not self._trailer_seen[stream]:
+            start = buffer.rfind(trailer_marker(self.nonce), searched_from)
+            self._trailer_seen[stream] = start >= 0 and buffer.find(b"\n", start) >= 0
         return not self.over_limit
 
     def live(self, stream: Stream, data: bytes) -> bytes:
         """What of a chunk to show while the program runs: the trailer is not the program's.
 
         A chunk ending in what may be the start of the trailer is held back until the next."""
-        if stream != "stderr":
-            return data
-        data, self._held = self._held + data, b""
+        data, self._held[stream] = self._held[stream] + data, b""
         shown = bytearray()
         marker = trailer_marker(self.nonce)
         while data:
-            if self._hiding_trailer:
+            if self._hiding_trailer[stream]:
                 end = data.find(b"\n")
                 if end < 0:
                     return bytes(shown)
-                self._hiding_trailer = False
+                self._hiding_trailer[stream] = False
                 data = data[end + 1 :]
                 continue
             start = data.find(marker)
             if start >= 0:
                 shown += data[:start]
-                self._hiding_trailer = True
+                self._hiding_trailer[stream] = True
                 data = data[start + len(marker) :]
                 continue
             keep = _partial_suffix(data, marker)
             shown += data[: len(data) - keep]
-            self._held = data[len(data) - keep :]
+            self._held[stream] = data[len(data) - keep :]
             break
         return bytes(shown)
 
     def finish(self) -> CollectedOutput:
-        stdout = bytes(self._buffers["stdout"])
-        stderr, trailer = _split_trailer(bytes(self._buffers["stderr"]), trailer_marker(self.nonce))
+        marker = trailer_marker(self.nonce)
+        stdout, stdout_trailer = _split_trailer(bytes(self._buffers["stdout"]), marker)
+        stderr, trailer = _split_trailer(bytes(self._buffers["stderr"]), marker)
         truncated = dict(self._dropped)
         excess = len(stdout) + len(stderr) - self.limit
         if excess > 0:
@@ -120,7 +138,7 @@ class OutputCollector:
             stdout_truncated=truncated["stdout"],
             stderr_truncated=truncated["stderr"],
             over_limit=truncated["stdout"] or truncated["stderr"],
-            trailer=trailer,
+            trailer=trailer or stdout_trailer,
         )
 
 
@@ -132,15 +150,15 @@ def _partial_suffix(data: bytes, marker: bytes) -> int:
     return 0
 
 
-def _split_trailer(stderr: bytes, marker: bytes) -> tuple[bytes, Trailer | None]:
-    start = stderr.rfind(marker)
+def _split_trailer(output: bytes, marker: bytes) -> tuple[bytes, Trailer | None]:
+    start = output.rfind(marker)
     if start < 0:
-        return stderr, None
-    end = stderr.find(b"\n", start)
+        return output, None
+    end = output.find(b"\n", start)
     if end < 0:
-        return stderr[:start], None  # cut off by the cap or a kill: unusable
-    trailer = _parse_trailer(stderr[start + len(marker) : end])
-    return stderr[:start] + stderr[end + 1 :], trailer
+        return output[:start], None  # cut off by the cap or a kill: unusable
+    trailer = _parse_trailer(output[start + len(marker) : end])
+    return output[:start] + output[end + 1 :], trailer
 
 
 def _parse_trailer(raw: bytes) -> Trailer | None:
@@ -156,6 +174,7 @@ def _parse_trailer(raw: bytes) -> Trailer | None:
         signal=_int(data.get("signal")),
         cpu_time_seconds=_seconds(data.get("cpu_time_seconds")),
         peak_memory_bytes=_int(data.get("peak_memory_bytes")),
+        oom_kills=_int(data.get("oom_kills")),
         setup_error=setup_error if isinstance(setup_error, str) else None,
     )
 

@@ -7,13 +7,16 @@ container, so it uses the standard library only. The engine writes to the contai
 
 where the header is ``{"files": {path: text}, "nonce": hex}``. This process writes the files
 into the working directory, forks, and the child execs the command given after ``-c SOURCE``
-with the rest of stdin still open as its fd 0. When that child exits, one trailer line goes
-to stderr,
+with the rest of stdin still open as its fd 0. When that child exits, the same trailer line
+goes to stdout and to stderr,
 
     b"\\x00ASSAY-TRAILER-" + nonce + b":" + JSON + b"\\n"
 
-with the exit status and resource usage, and this process exits with the child's code (128 +
-signal when killed). PID 1 exiting makes the kernel kill whatever the program left behind.
+with the exit status, resource usage and the number of OOM kills in the sandbox's memory
+cgroup, and this process exits with the child's code (128 + signal when killed). PID 1 exiting
+makes the kernel kill whatever the program left behind. Each pipe delivers in order, so once
+the engine has read the trailer on both streams it has every byte the program wrote, and
+can report the verdict without waiting for Docker to notice that the container ended.
 The nonce is never in the program's memory (the child execs straight after fork), and this
 process is made non-dumpable, so the program cannot ptrace it to forge the trailer.
 """
@@ -38,9 +41,33 @@ def _read_exact(count: int) -> bytes:
     return b"".join(chunks)
 
 
+_OOM_COUNTERS = (
+    "/sys/fs/cgroup/memory/memory.oom_control",  # cgroup v1
+    "/sys/fs/cgroup/memory.events",  # cgroup v2
+)
+
+
 def _trailer(nonce: str, report: dict[str, object]) -> None:
     line = b"\x00ASSAY-TRAILER-" + nonce.encode() + b":" + json.dumps(report).encode() + b"\n"
-    os.write(2, line)
+    for fd in (1, 2):
+        try:  # noqa: SIM105 - PID 1 imports as little as it can
+            os.write(fd, line)
+        except OSError:
+            pass  # nobody reads that stream any more: the engine falls back to Docker's view
+
+
+def _oom_kills() -> int | None:
+    """OOM kills in this cgroup so far (the kernel's count, read-only here), if visible."""
+    for path in _OOM_COUNTERS:
+        try:
+            with open(path) as handle:
+                for line in handle:
+                    name, _, value = line.partition(" ")
+                    if name == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def _make_undumpable() -> None:
@@ -92,6 +119,7 @@ def main() -> int:
         _trailer(nonce, {"setup_error": f"cannot write the program's files: {exc}"})
         return SETUP_FAILED
     del header
+    oom_before = _oom_kills()
     child = os.fork()
     if child == 0:
         _exec_child(sys.argv[1:] or ["python3", "main.py"])
@@ -106,6 +134,7 @@ def main() -> int:
         if pid != child:
             continue  # a reparented orphan: reaped, nothing to report
         code = os.waitstatus_to_exitcode(status)
+        oom_after = _oom_kills()
         _trailer(
             nonce,
             {
@@ -113,6 +142,9 @@ def main() -> int:
                 "signal": -code if code < 0 else None,
                 "cpu_time_seconds": usage.ru_utime + usage.ru_stime,
                 "peak_memory_bytes": usage.ru_maxrss * 1024,
+                "oom_kills": None
+                if oom_before is None or oom_after is None
+                else oom_after - oom_before,
             },
         )
         return code if code >= 0 else 128 - code
