@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,7 +24,13 @@ from assay.execution_engine.docker_client import DockerDaemon
 from assay.execution_engine.docker_engine import LABEL_ENGINE, LABEL_MANAGED, DockerEngine
 from assay.execution_engine.local import LocalExecutionEngine
 from assay.executor_service import create_executor_app
-from tests.sandbox import TEST_ENGINE_PREFIX, make_settings, platform_settings
+from tests.sandbox import (
+    TEST_ENGINE_PREFIX,
+    cold,
+    idle_sandbox_containers,
+    make_settings,
+    platform_settings,
+)
 
 
 def docker_unavailable(reason: str) -> None:
@@ -33,10 +40,22 @@ def docker_unavailable(reason: str) -> None:
     pytest.skip(message)  # not CI: a developer machine without Docker
 
 
-def leftover_containers(engine_id: str) -> list[str]:
+def leftover_containers(
+    engine_id: str, *, pooled_ok: bool = False, settle_seconds: float = 5.0
+) -> list[str]:
+    """Containers of ``engine_id`` (with ``pooled_ok``, other than warm-pool sandboxes still
+    waiting for a program), polled for ``settle_seconds``: used sandboxes are removed in the
+    background just after their verdict."""
     daemon = DockerDaemon(None, timeout=30)
+    deadline = time.monotonic() + settle_seconds
     try:
-        return daemon.container_ids({LABEL_ENGINE: engine_id})
+        while True:
+            found = daemon.container_ids({LABEL_ENGINE: engine_id})
+            idle = idle_sandbox_containers() if pooled_ok else set()
+            left = [cid for cid in found if cid not in idle]
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.05)
     finally:
         daemon.close()
 
@@ -46,10 +65,13 @@ def settings() -> ExecutionSettings:
     return make_settings()
 
 
-@pytest.fixture
-async def engine(settings: ExecutionSettings) -> AsyncIterator[DockerEngine]:
-    """A started DockerEngine; afterwards, checks that none of its containers is left."""
-    docker_engine = DockerEngine(settings)
+@pytest.fixture(params=["pooled", "cold"])
+async def engine(
+    settings: ExecutionSettings, request: pytest.FixtureRequest
+) -> AsyncIterator[DockerEngine]:
+    """A started DockerEngine, taking sandboxes from its warm pool or creating each one;
+    afterwards, checks that none of its containers is left."""
+    docker_engine = DockerEngine(settings if request.param == "pooled" else cold(settings))
     try:
         await docker_engine.start()
     except ExecutionError as exc:

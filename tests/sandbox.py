@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -25,9 +27,16 @@ def make_settings(**overrides: object) -> ExecutionSettings:
         "default_timeout_seconds": 5.0,
         "max_timeout_seconds": 30.0,
         "default_memory_mb": 128,
+        # One warm sandbox: every test runs pooled unless it asks otherwise (cold: size 0).
+        "pool": {"size": 1},
     }
     values.update(overrides)
     return ExecutionSettings.model_validate(values)
+
+
+def cold(settings: ExecutionSettings) -> ExecutionSettings:
+    """The same settings without a warm pool: every execution creates its sandbox."""
+    return ExecutionSettings.model_validate({**settings.model_dump(), "pool": {"size": 0}})
 
 
 async def run(engine: ExecutionInterface, code: str, **limits: object) -> ExecutionResult:
@@ -43,19 +52,62 @@ async def assert_healthy(engine: ExecutionInterface) -> None:
     assert result.stdout == "still fine\n"
 
 
-def sandbox_processes() -> list[int]:
-    """Host pids of processes running as the sandbox user (none once a sandbox is gone)."""
-    pids = []
+def sandbox_processes(settle_seconds: float = 2.0) -> list[int]:
+    """Host pids of processes running as the sandbox user, other than warm-pool sandboxes
+    still waiting for a program; polled for ``settle_seconds`` (a finished sandbox's leftover
+    processes die with its PID 1 just after the verdict is reported)."""
+    deadline = time.monotonic() + settle_seconds
+    while True:
+        processes = _sandbox_user_processes()
+        busy = [pid for pid in processes if pid not in _idle_supervisors(processes)]
+        if not busy or time.monotonic() > deadline:
+            return busy
+        time.sleep(0.05)
+
+
+def idle_sandbox_containers() -> set[str]:
+    """Ids of containers whose only process is a supervisor waiting for its program: the
+    warm pool's ready sandboxes."""
+    processes = _sandbox_user_processes()
+    ids = set()
+    for pid in _idle_supervisors(processes):
+        try:
+            cgroups = Path(f"/proc/{pid}/cgroup").read_text()
+        except OSError:
+            continue
+        found = re.search(r"([0-9a-f]{64})", cgroups)
+        if found:
+            ids.add(found.group(1))
+    return ids
+
+
+def _sandbox_user_processes() -> dict[int, tuple[int, list[str]]]:
+    """pid -> (parent pid, argv) of every process running as the sandbox user."""
+    found = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                status = (entry / "status").read_text()
-            except OSError:
-                continue
-            for line in status.splitlines():
-                if line.startswith("Uid:") and int(line.split()[1]) == SANDBOX_UID:
-                    pids.append(int(entry.name))
-    return pids
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if int(fields["Uid"].split()[0]) == SANDBOX_UID:
+            found[int(entry.name)] = (
+                int(fields["PPid"]),
+                [arg.decode(errors="replace") for arg in argv],
+            )
+    return found
+
+
+def _idle_supervisors(processes: dict[int, tuple[int, list[str]]]) -> set[int]:
+    parents = {parent for parent, _ in processes.values()}
+    return {
+        pid
+        for pid, (_, argv) in processes.items()
+        if argv[1:4] == ["-I", "-S", "-c"] and pid not in parents
+    }
 
 
 def platform_settings(data_dir: Path, **overrides: object) -> Settings:

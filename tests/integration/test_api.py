@@ -229,8 +229,9 @@ async def test_cancel_queued_and_running(server: RunningServer) -> None:
         cancelled_running = await client.cancel(running.id)
         assert time.monotonic() - began < 5
         assert cancelled_running.status == "cancelled"
-        assert leftover_containers(server.settings.execution.engine_id) == []
-        assert sandbox_processes() == []
+        engine_id = server.settings.execution.engine_id
+        assert leftover_containers(engine_id, pooled_ok=True, settle_seconds=0) == []
+        assert sandbox_processes(settle_seconds=0) == []
         again = await client.cancel(running.id)
         assert again.status == "cancelled"
         done = await client.submit("print('after')", wait=30)

@@ -16,19 +16,19 @@ from assay.execution_engine import ExecutionInterface, ExecutionRequest, Executi
 from assay.execution_engine.docker_engine import DockerEngine
 from assay.execution_engine.remote import RemoteExecutionEngine
 from tests.conftest import EXECUTOR_TOKEN, docker_unavailable, leftover_containers, running_executor
-from tests.sandbox import make_settings, run, sandbox_processes
+from tests.sandbox import cold, make_settings, run, sandbox_processes
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
 
-@pytest.fixture(params=["local", "remote"])
+@pytest.fixture(params=["local", "local-cold", "remote"])
 async def engine(
     request: pytest.FixtureRequest, settings: ExecutionSettings
 ) -> AsyncIterator[ExecutionInterface]:
-    """The same contract, on the local engine and on the remote one through an executor
-    service on a real socket."""
-    if request.param == "local":
-        local = DockerEngine(settings)
+    """The same contract on the local engine, warm (pooled) and cold, and on the remote one
+    (pooled) through an executor service on a real socket."""
+    if request.param.startswith("local"):
+        local = DockerEngine(settings if request.param == "local" else cold(settings))
         try:
             await local.start()
         except ExecutionError as exc:
@@ -219,8 +219,8 @@ async def test_cancelling_kills_and_removes_the_sandbox(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert time.monotonic() - began < 5
-    assert leftover_containers(settings.engine_id) == []
-    assert sandbox_processes() == []
+    assert leftover_containers(settings.engine_id, pooled_ok=True, settle_seconds=0) == []
+    assert sandbox_processes(settle_seconds=0) == []
 
 
 async def test_concurrent_executions_are_isolated(engine: ExecutionInterface) -> None:

@@ -1,37 +1,56 @@
-"""The Docker engine's own lifecycle: orphans of a crashed engine."""
+"""Engine lifecycle on the real Docker engine: orphans of a crashed engine (busy and warm
+sandboxes alike) are removed when an engine with its id starts."""
 
 from __future__ import annotations
 
-import asyncio
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
+from assay.config import ExecutionSettings
 from assay.execution_engine.docker_engine import DockerEngine
 from tests.conftest import leftover_containers
-from tests.sandbox import run
+from tests.sandbox import cold, run
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
+CRASHING_ENGINE = textwrap.dedent(
+    """
+    import asyncio, os, sys
+    from assay.config import ExecutionSettings
+    from assay.execution_engine.docker_engine import DockerEngine
+    from assay.execution_engine.models import ExecutionRequest
 
-async def test_orphans_of_a_crashed_engine_are_removed_on_start(engine: DockerEngine) -> None:
-    """A container left by an engine that died is removed when an engine with its id starts."""
-    settings = engine.settings
-    crashed = DockerEngine(settings)
-    await crashed.start()
-    task = asyncio.create_task(run(crashed, "import time\ntime.sleep(60)"))
-    for _ in range(100):
-        if leftover_containers(settings.engine_id):
-            break
-        await asyncio.sleep(0.1)
-    orphans = leftover_containers(settings.engine_id)
-    assert len(orphans) == 1
-    # Simulate the crash: forget the run without letting the engine clean up.
-    crashed._active.clear()  # deliberately bypass the engine's own cleanup
-    task.cancel()
-    restarted = DockerEngine(settings)
-    await restarted.start()
-    assert orphans[0] not in leftover_containers(settings.engine_id)
-    await restarted.close()
-    with pytest.raises(BaseException):  # noqa: B017, PT011 - cancelled or the container vanished
-        await task
-    await crashed.close()
+    async def main():
+        engine = DockerEngine(ExecutionSettings.model_validate_json(sys.argv[1]))
+        assert await engine.wait_until_warm(60)
+        asyncio.ensure_future(engine.execute(ExecutionRequest(code="import time; time.sleep(60)")))
+        assert await engine.wait_until_warm(60)  # the used sandbox is replaced
+        await asyncio.sleep(0.5)
+        os._exit(0)  # a crash: no cleanup of any kind
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_orphans_of_a_crashed_engine_are_removed_on_start(
+    settings: ExecutionSettings,
+) -> None:
+    subprocess.run(
+        [sys.executable, "-c", CRASHING_ENGINE, settings.model_dump_json()],
+        check=True,
+        timeout=120,
+    )
+    orphans = leftover_containers(settings.engine_id, settle_seconds=0)
+    assert len(orphans) == 2, "one busy sandbox and one warm one were left by the crash"
+    restarted = DockerEngine(cold(settings))
+    try:
+        await restarted.start()
+        assert leftover_containers(settings.engine_id, settle_seconds=0) == []
+        result = await run(restarted, "print('fine')")
+        assert result.stdout == "fine\n"
+    finally:
+        await restarted.close()

@@ -81,4 +81,25 @@ def test_live_chunks_never_show_the_trailer_even_when_it_is_split() -> None:
     assert collector.live("stderr", b"more" + line[:10]) == b"more"
     assert collector.live("stderr", line[10:-1]) == b""
     assert collector.live("stderr", b"\ntail") == b"tail"
-    assert collector.live("stdout", line) == line  # only stderr carries the trailer
+    assert collector.live("stdout", b"out" + line) == b"out"  # stdout carries it too
+
+
+def test_the_run_has_ended_once_the_trailer_is_whole_on_both_streams() -> None:
+    collector = OutputCollector(limit=1000, nonce=NONCE)
+    line = trailer({"exit_code": 0, "oom_kills": 0})
+    collector.feed("stdout", b"x" * 700 + line[:20])
+    collector.feed("stderr", line)
+    assert not collector.ended
+    collector.feed("stdout", line[20:])
+    assert collector.ended
+    out = collector.finish()
+    assert (out.stdout, out.stderr) == (b"x" * 700, b"")
+    assert out.trailer is not None and out.trailer.oom_kills == 0
+
+
+def test_a_forged_trailer_does_not_end_the_run() -> None:
+    collector = OutputCollector(limit=1000, nonce=NONCE)
+    forged = trailer({"exit_code": 0}, nonce="00" * 16)
+    collector.feed("stdout", forged)
+    collector.feed("stderr", forged)
+    assert not collector.ended

@@ -43,6 +43,14 @@ def test_files_are_written_and_the_rest_of_stdin_reaches_the_program(tmp_path: P
     assert (tmp_path / "data/in.txt").read_text() == "ü"
 
 
+def test_the_trailer_ends_both_streams(tmp_path: Path) -> None:
+    code = "import sys\nprint('last words')\nprint('oops', file=sys.stderr)"
+    _, collector = run_init(tmp_path, {"main.py": code})
+    assert collector.ended
+    out = collector.finish()
+    assert (out.stdout, out.stderr) == (b"last words\n", b"oops\n")
+
+
 def test_death_by_signal_is_reported_as_such(tmp_path: Path) -> None:
     status, collector = run_init(tmp_path, {"main.py": "import os; os.kill(os.getpid(), 15)"})
     out = collector.finish()
