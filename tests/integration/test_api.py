@@ -274,6 +274,9 @@ async def test_queue_health_readiness_and_metrics(server: RunningServer) -> None
         queue = await client.queue()
     assert queue.capacity == 2 and queue.max_queued == server.settings.queue.max_queued
     assert queue.counts["completed"] >= 1 and queue.depth == 0
+    (pool,) = queue.pool  # the test engine's one warm sandbox, in either execution mode
+    assert (pool.profile, pool.target) == ("128m-1cpu", 1)
+    assert pool.hits + pool.misses >= 1 and pool.created >= 1
     assert (await raw(server, "GET", "/healthz")).json() == {"status": "ok"}
     ready = await raw(server, "GET", "/readyz")
     assert ready.status_code == 200
@@ -287,6 +290,11 @@ async def test_queue_health_readiness_and_metrics(server: RunningServer) -> None
         "assay_execution_seconds_bucket",
         "assay_end_to_end_seconds_bucket",
         "assay_engine_errors",
+        'assay_pool_target{profile="128m-1cpu"} 1.0',
+        'assay_pool_ready{profile="128m-1cpu"}',
+        'assay_pool_hits_total{profile="128m-1cpu"}',
+        'assay_pool_misses_total{profile="128m-1cpu"}',
+        'assay_pool_refill_seconds{profile="128m-1cpu"}',
     ):
         assert name in metrics, name
     openapi = (await raw(server, "GET", "/openapi.json")).json()

@@ -46,9 +46,7 @@ class FakeSandboxes:
         return {name for _, name in self.created} - set(self.destroyed)
 
 
-def make_pool(
-    sandboxes: FakeSandboxes, targets: dict[Profile, int], **options: float
-) -> WarmPool:
+def make_pool(sandboxes: FakeSandboxes, targets: dict[Profile, int], **options: float) -> WarmPool:
     return WarmPool(
         targets,
         create=sandboxes.create,

@@ -165,12 +165,30 @@ class EventOut(BaseModel):
         )
 
 
+class PoolOut(BaseModel):
+    """One warm pool: sandboxes started ahead of time for one set of limits."""
+
+    profile: str = Field(description="The limits of this pool's sandboxes, e.g. 256m-1cpu.")
+    target: int = Field(description="Sandboxes kept ready.")
+    ready: int
+    creating: int
+    hits: int = Field(description="Executions served by a ready sandbox.")
+    misses: int = Field(description="Executions that found the pool empty and ran cold.")
+    created: int
+    recycled: int = Field(description="Idle sandboxes replaced for age or death.")
+    failures: int
+    refill_seconds: float | None = Field(
+        description="Mean seconds to create and start one sandbox."
+    )
+
+
 class QueueOut(BaseModel):
     depth: int = Field(description="Evaluations waiting to run.")
     running: int
     capacity: int = Field(description="Evaluations that may run at once.")
     max_queued: int
     counts: dict[EvaluationStatus, int]
+    pool: list[PoolOut] = Field(description="Warm pools of the execution engine(s).")
 
 
 class ErrorDetail(BaseModel):

@@ -339,7 +339,12 @@ class DockerEngine(ExecutionInterface):
         files = {MAIN_FILE: request.code, **request.files}
         payload = encode_payload(files, nonce) + request.stdin
         collector = OutputCollector(limit=request.output_limit_bytes, nonce=nonce)
-        sock = daemon.attach(run.container_id)
+        try:
+            sock = daemon.attach(run.container_id)
+        except SandboxError:
+            if warm:  # removed while it waited: nothing of the program has run
+                raise _StaleSandbox from None
+            raise
         writer = None
         try:
             if warm:
@@ -427,8 +432,8 @@ class _Cancelled(Exception):
 
 
 class _StaleSandbox(Exception):
-    """A pooled container stopped while it waited (a Docker restart, an operator): nothing
-    of the program ran in it."""
+    """A pooled container stopped or vanished while it waited (a Docker restart, an
+    operator): nothing of the program ran in it."""
 
 
 def _fsize(settings: ExecutionSettings) -> int:

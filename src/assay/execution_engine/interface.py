@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Literal, Self
 
 from assay.execution_engine.models import ExecutionRequest, ExecutionResult
+from assay.execution_engine.pool import PoolStats
 
 __all__ = ["EngineHealth", "ExecutionInterface", "OutputCallback"]
 
@@ -66,6 +67,12 @@ class ExecutionInterface(abc.ABC):
         Raises:
             ExecutionError: as ``execute`` would for the same cause.
         """
+
+    async def pool_stats(self) -> list[PoolStats]:
+        """The warm pools behind this engine, one entry per profile (empty: no pool).
+
+        Never raises for engine problems; an unreachable part reports nothing."""
+        return []
 
     @abc.abstractmethod
     async def check_health(self) -> EngineHealth:

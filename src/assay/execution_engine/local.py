@@ -6,6 +6,7 @@ from assay.config import ExecutionSettings
 from assay.execution_engine.docker_engine import DockerEngine
 from assay.execution_engine.interface import EngineHealth, ExecutionInterface, OutputCallback
 from assay.execution_engine.models import ExecutionRequest, ExecutionResult
+from assay.execution_engine.pool import PoolStats
 
 __all__ = ["LocalExecutionEngine"]
 
@@ -28,6 +29,9 @@ class LocalExecutionEngine(ExecutionInterface):
         self, request: ExecutionRequest, *, on_output: OutputCallback | None = None
     ) -> ExecutionResult:
         return await self.engine.execute(request, on_output=on_output)
+
+    async def pool_stats(self) -> list[PoolStats]:
+        return await self.engine.pool_stats()
 
     async def check_health(self) -> EngineHealth:
         return await self.engine.check_health()

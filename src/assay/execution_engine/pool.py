@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["PoolStats", "Profile", "WarmPool"]
+__all__ = ["PoolStats", "Profile", "WarmPool", "merge_pool_stats"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,32 @@ class PoolStats:
     failures: int
     #: Mean seconds to create and start one sandbox (None before the first).
     refill_seconds: float | None
+
+
+def merge_pool_stats(reports: list[list[PoolStats]]) -> list[PoolStats]:
+    """Several engines' pools (executor services) added up per profile."""
+    merged: dict[str, PoolStats] = {}
+    for report in reports:
+        for stats in report:
+            seen = merged.get(stats.profile)
+            if seen is None:
+                merged[stats.profile] = stats
+                continue
+            refill_total = sum((s.refill_seconds or 0.0) * s.created for s in (seen, stats))
+            created = seen.created + stats.created
+            merged[stats.profile] = PoolStats(
+                profile=stats.profile,
+                target=seen.target + stats.target,
+                ready=seen.ready + stats.ready,
+                creating=seen.creating + stats.creating,
+                hits=seen.hits + stats.hits,
+                misses=seen.misses + stats.misses,
+                created=created,
+                recycled=seen.recycled + stats.recycled,
+                failures=seen.failures + stats.failures,
+                refill_seconds=refill_total / created if created else None,
+            )
+    return [merged[profile] for profile in sorted(merged)]
 
 
 @dataclass(slots=True)

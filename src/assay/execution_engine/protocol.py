@@ -20,6 +20,7 @@ from typing import Any, Literal
 __all__ = [
     "EXECUTIONS_PATH",
     "EXECUTION_ID_HEADER",
+    "POOL_PATH",
     "STREAM_PATH",
     "decode_output",
     "error_line",
@@ -29,6 +30,8 @@ __all__ = [
 
 EXECUTIONS_PATH = "/v1/executions"
 STREAM_PATH = "/v1/executions/stream"
+#: ``GET``: ``{"pools": [PoolStats fields, ...]}``, the executor's warm pools.
+POOL_PATH = "/v1/pool"
 #: Chosen by the client, so it can cancel (``DELETE /v1/executions/{id}``) what it started.
 EXECUTION_ID_HEADER = "X-Assay-Execution-Id"
 

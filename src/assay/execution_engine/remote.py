@@ -30,9 +30,11 @@ from assay.config import ExecutionSettings
 from assay.errors import EngineUnavailableError, ExecutionError, execution_error_from_code
 from assay.execution_engine.interface import EngineHealth, ExecutionInterface, OutputCallback
 from assay.execution_engine.models import ExecutionRequest, ExecutionResult, resolve_request
+from assay.execution_engine.pool import PoolStats, merge_pool_stats
 from assay.execution_engine.protocol import (
     EXECUTION_ID_HEADER,
     EXECUTIONS_PATH,
+    POOL_PATH,
     STREAM_PATH,
     decode_output,
 )
@@ -241,6 +243,19 @@ class RemoteExecutionEngine(ExecutionInterface):
         healthy = [e for e in self._executors if e.healthy]
         detail = "ok" if healthy else "no executor is healthy: " + "; ".join(facts.values())
         return EngineHealth(healthy=bool(healthy), detail=detail, facts={"mode": "remote", **facts})
+
+    async def pool_stats(self) -> list[PoolStats]:
+        reports = await asyncio.gather(*(self._pool_of(e) for e in self._executors if e.healthy))
+        return merge_pool_stats(list(reports))
+
+    async def _pool_of(self, executor: _Executor) -> list[PoolStats]:
+        try:
+            response = await self._http.get(executor.url + POOL_PATH, timeout=3.0)
+            response.raise_for_status()
+            return [PoolStats(**pool) for pool in response.json()["pools"]]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            logger.debug("no pool report from %s: %s", executor.url, exc)
+            return []
 
     async def close(self) -> None:
         await self._http.aclose()

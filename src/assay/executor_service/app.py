@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import hmac
 import logging
 from collections.abc import AsyncIterator, Coroutine
@@ -42,11 +43,13 @@ from assay.execution_engine import (
 from assay.execution_engine.protocol import (
     EXECUTION_ID_HEADER,
     EXECUTIONS_PATH,
+    POOL_PATH,
     STREAM_PATH,
     error_line,
     output_line,
     result_line,
 )
+from assay.monitoring.metrics import PoolCollector
 
 __all__ = ["create_executor_app"]
 
@@ -86,6 +89,7 @@ class _Slots:
         self.errors = Counter(
             "assay_executor_engine_errors", "Engine failures, by code", ["code"], registry=registry
         )
+        self.pool = PoolCollector(registry)
         Gauge("assay_executor_capacity", "Slots", registry=registry).set(capacity)
         Gauge("assay_executor_running", "Slots in use", registry=registry).set_function(
             lambda: self.busy
@@ -184,6 +188,10 @@ def create_executor_app(engine: ExecutionInterface, *, token: str, capacity: int
     async def capacity_now() -> dict[str, int]:
         return {"total": slots.capacity, "free": slots.capacity - slots.busy, "running": slots.busy}
 
+    @app.get(POOL_PATH, dependencies=guarded)
+    async def pool() -> dict[str, list[dict[str, Any]]]:
+        return {"pools": [dataclasses.asdict(stats) for stats in await engine.pool_stats()]}
+
     @app.get("/healthz", dependencies=guarded)
     async def healthz() -> JSONResponse:
         health = await engine.check_health()
@@ -192,6 +200,7 @@ def create_executor_app(engine: ExecutionInterface, *, token: str, capacity: int
 
     @app.get("/metrics", dependencies=guarded, response_class=Response)
     async def metrics() -> Response:
+        slots.pool.update(await engine.pool_stats())
         return Response(generate_latest(slots.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
-__all__ = ["Metrics"]
+from assay.execution_engine.pool import PoolStats
+
+__all__ = ["Metrics", "PoolCollector"]
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
@@ -49,6 +53,7 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.pool = PoolCollector(r)
         self.engine_errors = Counter(
             "assay_engine_errors",
             "Failures of the execution engine, by error code",
@@ -66,3 +71,45 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class PoolCollector(Collector):
+    """The warm pools' state as of the last ``update`` (the caller refreshes it, with an
+    await, just before rendering: pool stats may come from executor services)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.stats: list[PoolStats] = []
+        registry.register(self)
+
+    def update(self, stats: list[PoolStats]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        gauges = {
+            "target": ("assay_pool_target", "Sandboxes the pool keeps ready"),
+            "ready": ("assay_pool_ready", "Sandboxes ready now"),
+            "creating": ("assay_pool_creating", "Sandboxes being created for the pool"),
+            "refill_seconds": (
+                "assay_pool_refill_seconds",
+                "Mean time to create and start one pooled sandbox",
+            ),
+        }
+        counters = {
+            "hits": ("assay_pool_hits", "Executions served by a ready sandbox"),
+            "misses": ("assay_pool_misses", "Executions that found the pool empty (ran cold)"),
+            "created": ("assay_pool_created", "Sandboxes created for the pool"),
+            "recycled": ("assay_pool_recycled", "Idle sandboxes replaced (too old, or died)"),
+            "failures": ("assay_pool_failures", "Failed attempts to create a pooled sandbox"),
+        }
+        for field, (name, documentation) in gauges.items():
+            gauge = GaugeMetricFamily(name, documentation, labels=["profile"])
+            for stats in self.stats:
+                value = getattr(stats, field)
+                if value is not None:
+                    gauge.add_metric([stats.profile], float(value))
+            yield gauge
+        for field, (name, documentation) in counters.items():
+            counter = CounterMetricFamily(name, documentation, labels=["profile"])
+            for stats in self.stats:
+                counter.add_metric([stats.profile], float(getattr(stats, field)))
+            yield counter

@@ -45,4 +45,5 @@ async def readyz(platform: PlatformDep) -> JSONResponse:
 @router.get("/metrics", dependencies=[Depends(require_api_key)], response_class=Response)
 async def metrics(platform: PlatformDep) -> Response:
     """Prometheus text format."""
+    platform.metrics.pool.update(await platform.engine.pool_stats())
     return Response(platform.metrics.render(), media_type=CONTENT_TYPE_LATEST)

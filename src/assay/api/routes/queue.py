@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from assay.api.deps import PlatformDep
-from assay.api.schemas import QueueOut
+from assay.api.schemas import PoolOut, QueueOut
 from assay.storage import EvaluationStatus
 
 __all__ = ["router"]
@@ -17,10 +17,12 @@ router = APIRouter(tags=["queue"])
 async def queue(platform: PlatformDep) -> QueueOut:
     counts = await platform.storage.counts()
     stats = platform.queue.stats()
+    pools = await platform.engine.pool_stats()
     return QueueOut(
         depth=counts[EvaluationStatus.QUEUED],
         running=stats.running,
         capacity=stats.capacity,
         max_queued=stats.max_queued,
         counts=counts,
+        pool=[PoolOut.model_validate(stats, from_attributes=True) for stats in pools],
     )
