@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -46,14 +47,27 @@ class FakeSandboxes:
         return {name for _, name in self.created} - set(self.destroyed)
 
 
+_open: list[WarmPool] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_pools() -> AsyncIterator[None]:
+    """A failed test still closes its pools (their tasks would outlive the test)."""
+    yield
+    while _open:
+        await _open.pop().close()
+
+
 def make_pool(sandboxes: FakeSandboxes, targets: dict[Profile, int], **options: float) -> WarmPool:
-    return WarmPool(
+    pool = WarmPool(
         targets,
         create=sandboxes.create,
         destroy=sandboxes.destroy,
         max_age_seconds=options.get("max_age_seconds", 60.0),
         parallelism=int(options.get("parallelism", 2)),
     )
+    _open.append(pool)
+    return pool
 
 
 async def test_fills_each_profile_and_hands_out_each_sandbox_once() -> None:
@@ -61,19 +75,39 @@ async def test_fills_each_profile_and_hands_out_each_sandbox_once() -> None:
     pool = make_pool(sandboxes, {DEFAULT: 3, BIG: 1})
     pool.start()
     assert await pool.wait_ready(5)
-    taken = [pool.take(DEFAULT) for _ in range(3)]
+    taken = [await pool.acquire(DEFAULT) for _ in range(3)]
     assert None not in taken and len(set(taken)) == 3
-    assert pool.take(DEFAULT) is None  # empty until refilled: the caller goes cold
-    assert pool.take(Profile(512, 1.0)) is None  # no pool for that profile
-    big = pool.take(BIG)
+    assert await pool.acquire(Profile(512, 1.0)) is None  # no pool for that profile: cold
+    big = await pool.acquire(BIG)
     assert big is not None and (BIG, big) in sandboxes.created
+    # Empty: callers wait for the sandboxes being created, each gets its own.
+    waited = await asyncio.gather(*(pool.acquire(DEFAULT) for _ in range(5)))
+    assert None not in waited and len(set(waited)) == 5
     assert await pool.wait_ready(5)
-    again = [pool.take(DEFAULT) for _ in range(3)]
-    assert not set(again) & set(taken), "a sandbox was handed out twice"
+    again = [await pool.acquire(DEFAULT) for _ in range(3)]
+    assert not set(again) & (set(taken) | set(waited)), "a sandbox was handed out twice"
     stats = {s.profile: s for s in pool.stats()}
-    assert (stats["256m-1cpu"].hits, stats["256m-1cpu"].misses) == (6, 1)
+    assert (stats["256m-1cpu"].hits, stats["256m-1cpu"].misses) == (6, 5)
     assert stats["256m-1cpu"].refill_seconds is not None
     await pool.close()
+
+
+async def test_a_caller_cancelled_while_waiting_loses_nothing() -> None:
+    sandboxes = FakeSandboxes(create_seconds=0.1)
+    pool = make_pool(sandboxes, {DEFAULT: 1}, parallelism=1)
+    pool.start()
+    first = await pool.acquire(DEFAULT)
+    waiting = asyncio.ensure_future(pool.acquire(DEFAULT))
+    await asyncio.sleep(0.01)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert await pool.wait_ready(5)
+    second = await pool.acquire(DEFAULT)
+    assert second not in (None, first)
+    await pool.close()
+    created = {name for _, name in sandboxes.created}
+    assert created - set(sandboxes.destroyed) == {first, second}
 
 
 async def test_refills_at_most_parallelism_at_once() -> None:
@@ -94,7 +128,7 @@ async def test_idle_sandboxes_past_their_age_are_replaced() -> None:
     await asyncio.sleep(0.5)
     assert first <= set(sandboxes.destroyed)
     assert await pool.wait_ready(5)
-    assert pool.take(DEFAULT) not in first
+    assert await pool.acquire(DEFAULT) not in first
     assert pool.stats()[0].recycled >= 2
     await pool.close()
 
@@ -107,6 +141,7 @@ async def test_failures_back_off_and_the_pool_recovers() -> None:
     await asyncio.sleep(0.3)
     failures = pool.stats()[0].failures
     assert failures == 1, "retries wait for the backoff instead of spinning"
+    assert await pool.acquire(DEFAULT) is None, "failing: the caller goes cold, no waiting"
     sandboxes.failing = False
     assert await pool.wait_ready(5), "refilled after the backoff"
     await pool.close()
@@ -131,7 +166,7 @@ async def test_sandboxes_that_died_while_idle_are_dropped() -> None:
     assert await pool.wait_ready(5)
     dead.update(name for _, name in sandboxes.created)
     await pool._drop_dead()
-    assert pool.take(DEFAULT) not in dead
+    assert await pool.acquire(DEFAULT) not in dead
     await pool.close()
 
 
@@ -143,8 +178,10 @@ async def test_close_destroys_everything_including_sandboxes_being_created(
     pool = make_pool(sandboxes, {DEFAULT: 3, BIG: 2})
     pool.start()
     await asyncio.sleep(0.05)
-    taken = pool.take(DEFAULT)
+    waiting = [asyncio.ensure_future(pool.acquire(DEFAULT)) for _ in range(5)]
+    await asyncio.sleep(0)
     await pool.close()
+    taken = {name for name in await asyncio.gather(*waiting) if name is not None}
     created = {name for _, name in sandboxes.created}
-    assert created - set(sandboxes.destroyed) == ({taken} if taken else set())
-    assert pool.take(DEFAULT) is None
+    assert created - set(sandboxes.destroyed) == taken
+    assert await pool.acquire(DEFAULT) is None

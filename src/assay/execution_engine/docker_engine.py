@@ -120,6 +120,8 @@ class DockerEngine(ExecutionInterface):
         self._pool: WarmPool | None = None
         self._start_lock = asyncio.Lock()
         self._active: dict[str, _Run] = {}
+        self._removing = 0  # background removals not finished yet
+        self._removing_lock = threading.Lock()
         self._closed = False
 
     @property
@@ -159,9 +161,17 @@ class DockerEngine(ExecutionInterface):
         )
 
     async def wait_until_warm(self, timeout: float = 60.0) -> bool:
-        """Start, and wait until every warm pool is full; False on timeout."""
+        """Start, and wait until every warm pool is full and every used sandbox removed
+        (benchmarks and tests start from that state); False on timeout."""
+        began = time.monotonic()
         await self.start()
-        return self._pool is not None and await self._pool.wait_ready(timeout)
+        if self._pool is None or not await self._pool.wait_ready(timeout):
+            return False
+        while self._removing:
+            if time.monotonic() - began > timeout:
+                return False
+            await asyncio.sleep(0.01)
+        return True
 
     async def pool_stats(self) -> list[PoolStats]:
         return self._pool.stats() if self._pool is not None else []
@@ -207,7 +217,7 @@ class DockerEngine(ExecutionInterface):
 
         run = _Run(resolved, emit)
         if self._pool is not None:
-            run.warm_id = self._pool.take(run.profile)
+            run.warm_id = await self._pool.acquire(run.profile)
         self._active[run.run_id] = run
         future = asyncio.get_running_loop().run_in_executor(self._threads, self._run, run)
         try:
@@ -290,7 +300,7 @@ class DockerEngine(ExecutionInterface):
             finally:
                 self._dispose(run.warm_id, now=run.cancelled.is_set())
         run.container_id = daemon.create_container(
-            self._settings.image, **self._config(run.profile)
+            self._settings.image, **self.container_config(run.profile)
         )
         try:
             return self._supervise(daemon, run, warm=False)
@@ -300,7 +310,8 @@ class DockerEngine(ExecutionInterface):
     def _create_started(self, profile: Profile) -> str:
         """A container for the warm pool: created, started, its PID 1 waiting for a program."""
         daemon = self._require_daemon()
-        container_id = daemon.create_container(self._settings.image, **self._config(profile))
+        config = self.container_config(profile)
+        container_id = daemon.create_container(self._settings.image, **config)
         try:
             daemon.start(container_id)
         except BaseException:
@@ -315,6 +326,8 @@ class DockerEngine(ExecutionInterface):
     def _dispose(self, container_id: str, *, now: bool = False) -> None:
         """Remove a used container: in the background unless ``now`` (``close`` waits for
         background removals)."""
+        with self._removing_lock:
+            self._removing += 1
         if not now:
             try:
                 self._threads.submit(self._remove, container_id)
@@ -328,6 +341,9 @@ class DockerEngine(ExecutionInterface):
             self._require_daemon().remove(container_id)
         except ExecutionError as exc:
             logger.warning("could not remove sandbox %s: %s", container_id[:12], exc)
+        finally:
+            with self._removing_lock:
+                self._removing -= 1
 
     def _supervise(self, daemon: DockerDaemon, run: _Run, *, warm: bool) -> ExecutionResult:
         if run.container_id is None:
@@ -378,7 +394,8 @@ class DockerEngine(ExecutionInterface):
         oom_killed = bool(daemon.state(run.container_id).get("OOMKilled"))
         return _verdict(outcome, exit_code, oom_killed, output, duration)
 
-    def _config(self, profile: Profile) -> dict[str, Any]:
+    def container_config(self, profile: Profile) -> dict[str, Any]:
+        """The create-container arguments of a sandbox with ``profile``'s limits."""
         settings = self._settings
         daemon = self._require_daemon()
         uid = SANDBOX_UID

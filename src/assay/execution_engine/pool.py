@@ -3,12 +3,18 @@
 Every pooled sandbox serves exactly one execution and is then destroyed; the pool only moves
 the expensive part of a sandbox's life (create and start, about 0.3 s here) off the request's
 path. Sandboxes are grouped by :class:`Profile`, the limits fixed when a container is created
-(memory and CPU); a request whose profile has no pool, or whose pool is empty, takes the cold
-path. The pool knows nothing of Docker: it is given ``create`` and ``destroy`` coroutines.
+(memory and CPU); a request whose profile has no pool takes the cold path. The pool knows
+nothing of Docker: it is given ``create`` and ``destroy`` coroutines.
 
-Lifecycle: ``start`` begins filling in the background; ``take`` hands out the oldest ready
-sandbox (or None); sandboxes idle for longer than ``max_age_seconds`` are destroyed and
-replaced; ``close`` waits for creations in flight and destroys everything it holds.
+Lifecycle: ``start`` begins filling in the background; ``acquire`` hands out the oldest ready
+sandbox; sandboxes idle for longer than ``max_age_seconds`` are destroyed and replaced;
+``close`` waits for creations in flight and destroys everything it holds.
+
+When a pool is empty, ``acquire`` waits for the next sandbox being created for it (more are
+started, up to ``parallelism`` at once) rather than answering None: under sustained load
+the pool becomes a pipeline that creates sandboxes as fast as the machine can, instead of
+cold creations piling on top of refills and fighting them for the CPU. Only when the pool
+cannot create (failures, backing off) or is closing does the caller go cold.
 """
 
 from __future__ import annotations
@@ -95,6 +101,7 @@ class _ProfilePool:
     target: int
     ready: deque[_Ready] = field(default_factory=deque)
     creating: int = 0
+    waiters: deque[asyncio.Future[str | None]] = field(default_factory=deque)
     hits: int = 0
     misses: int = 0
     created: int = 0
@@ -140,18 +147,31 @@ class WarmPool:
         if self._maintainer is None and self._pools and not self._closed:
             self._maintainer = asyncio.create_task(self._maintain(), name="assay-warm-pool")
 
-    def take(self, profile: Profile) -> str | None:
-        """A ready sandbox of ``profile``, now yours to use once and destroy; None if none."""
+    async def acquire(self, profile: Profile) -> str | None:
+        """A sandbox of ``profile``, now the caller's to use once and destroy; waits for one
+        being created when none is ready. None: no pool for ``profile``, or it cannot create
+        sandboxes now (create one yourself)."""
         pool = self._pools.get(profile)
         if pool is None or self._closed:
             return None
-        if not pool.ready:
-            pool.misses += 1
-            self._wake.set()
-            return None
-        pool.hits += 1
         self._wake.set()
-        return pool.ready.popleft().sandbox_id
+        if pool.ready:
+            pool.hits += 1
+            return pool.ready.popleft().sandbox_id
+        pool.misses += 1
+        if pool.consecutive_failures or self._maintainer is None:
+            return None
+        waiter: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        pool.waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter in pool.waiters:
+                pool.waiters.remove(waiter)
+            elif not waiter.cancelled() and (handed := waiter.result()) is not None:
+                # Handed over just as the caller was cancelled: still unused, keep it.
+                pool.ready.appendleft(_Ready(handed, self._clock()))
+            raise
 
     def stats(self) -> list[PoolStats]:
         return [
@@ -193,6 +213,7 @@ class WarmPool:
         leftovers = [ready for pool in self._pools.values() for ready in pool.ready]
         for pool in self._pools.values():
             pool.ready.clear()
+            _release(pool.waiters, None)
         await asyncio.gather(*(self._discard(ready.sandbox_id) for ready in leftovers))
 
     # -- background ------------------------------------------------------------------------
@@ -243,7 +264,8 @@ class WarmPool:
             for profile, pool in sorted(self._pools.items(), key=lambda item: len(item[1].ready)):
                 if creating >= self._parallelism:
                     break
-                if len(pool.ready) + pool.creating < pool.target and now >= pool.retry_at:
+                wanted = pool.target + len(pool.waiters)
+                if len(pool.ready) + pool.creating < wanted and now >= pool.retry_at:
                     pool.creating += 1
                     creating += 1
                     progress = True
@@ -270,6 +292,7 @@ class WarmPool:
             ]
             pool.retry_at = self._clock() + delay
             logger.warning("could not fill the %s pool (retrying in %gs): %s", profile, delay, exc)
+            _release(pool.waiters, None)  # they go cold rather than wait for the backoff
             return
         finally:
             pool.creating -= 1
@@ -280,7 +303,8 @@ class WarmPool:
         if self._closed:
             await self._discard(sandbox_id)
             return
-        pool.ready.append(_Ready(sandbox_id, self._clock()))
+        if not _release(pool.waiters, sandbox_id, first_only=True):
+            pool.ready.append(_Ready(sandbox_id, self._clock()))
 
     async def _discard(self, sandbox_id: str) -> None:
         try:
@@ -292,3 +316,20 @@ class WarmPool:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _release(
+    waiters: deque[asyncio.Future[str | None]], value: str | None, *, first_only: bool = False
+) -> bool:
+    """Resolve the oldest waiter still waiting (or all of them) with ``value``; whether
+    any was."""
+    released = False
+    while waiters:
+        waiter = waiters.popleft()
+        if waiter.done():
+            continue
+        waiter.set_result(value)
+        released = True
+        if first_only:
+            break
+    return released

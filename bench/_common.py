@@ -1,0 +1,55 @@
+"""Helpers shared by the benchmarks (not a benchmark itself)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+
+import httpx
+
+__all__ = ["cpu_seconds", "free_port", "percentile", "serve", "wait_ready"]
+
+
+def cpu_seconds() -> float:
+    """Busy CPU time of the whole machine so far (all cores), from /proc/stat: dockerd,
+    containerd, runc and the shims are counted, not only this process."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def serve(data_dir: str, port: int, **env: str) -> subprocess.Popen[bytes]:
+    """``assay serve`` on loopback with its own data directory (and extra environment)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "assay", "serve", "--port", str(port)],
+        env={**os.environ, "ASSAY_DATA_DIR": data_dir, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def wait_ready(url: str) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=2) as http:
+        for _ in range(300):
+            try:
+                if (await http.get("/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise SystemExit(f"{url} did not become ready")
