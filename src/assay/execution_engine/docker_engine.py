@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import secrets
 import select
@@ -91,8 +90,14 @@ def _init_source() -> str:
 
 def encode_payload(files: dict[str, str], nonce: str) -> bytes:
     """The header ``sandbox_init.py`` reads from stdin before the program's own stdin."""
-    header = json.dumps({"files": files, "nonce": nonce}, ensure_ascii=False).encode()
-    return b"ASSAY1" + b"%010d" % len(header) + header
+    if len(nonce) != 32:  # the supervisor reads exactly 32 hex digits
+        raise ValueError("the nonce must be 32 hex digits")
+    parts = [nonce.encode()]
+    for path, text in files.items():
+        for field_ in (path.encode(), text.encode()):
+            parts += [b"%010d" % len(field_), field_]
+    header = b"".join(parts)
+    return b"ASSAY2" + b"%010d" % len(header) + header
 
 
 @dataclass(slots=True)
