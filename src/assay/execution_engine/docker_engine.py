@@ -76,6 +76,8 @@ SANDBOX_ENV = {
 }
 SIGKILL = 9
 _INLINE_WRITE_LIMIT = 64 * 1024
+#: How long a finished sandbox may take to stop by itself before it is killed and removed.
+_EXIT_GRACE_SECONDS = 2.0
 _FRAME_HEADER = struct.Struct(">BxxxI")
 _STREAMS: dict[int, Literal["stdout", "stderr"]] = {1: "stdout", 2: "stderr"}
 
@@ -335,15 +337,21 @@ class DockerEngine(ExecutionInterface):
             self._removing += 1
         if not now:
             try:
-                self._threads.submit(self._remove, container_id)
+                self._threads.submit(self._remove, container_id, _EXIT_GRACE_SECONDS)
                 return
             except RuntimeError:  # the engine is closing: no new background work
                 pass
-        self._remove(container_id)
+        self._remove(container_id, 0)
 
-    def _remove(self, container_id: str) -> None:
+    def _remove(self, container_id: str, grace: float) -> None:
+        daemon = self._require_daemon()
         try:
-            self._require_daemon().remove(container_id)
+            if grace:
+                # Its PID 1 exits by itself just after the trailer: removing a container that
+                # has stopped costs Docker less CPU than killing one (about 15 ms here).
+                with contextlib.suppress(ExecutionError):
+                    daemon.wait(container_id, timeout=grace)
+            daemon.remove(container_id)
         except ExecutionError as exc:
             logger.warning("could not remove sandbox %s: %s", container_id[:12], exc)
         finally:

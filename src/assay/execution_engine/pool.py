@@ -11,7 +11,8 @@ sandbox; sandboxes idle for longer than ``max_age_seconds`` are destroyed and re
 ``close`` waits for creations in flight and destroys everything it holds.
 
 When a pool is empty, ``acquire`` waits for the next sandbox being created for it (more are
-started, up to ``parallelism`` at once) rather than answering None: under sustained load
+started, up to ``parallelism`` at once, or one per waiting caller if there are more) rather
+than answering None: under sustained load
 the pool becomes a pipeline that creates sandboxes as fast as the machine can, instead of
 cold creations piling on top of refills and fighting them for the CPU. Only when the pool
 cannot create (failures, backing off) or is closing does the caller go cold.
@@ -257,12 +258,14 @@ class WarmPool:
 
     def _refill(self, now: float) -> None:
         creating = sum(pool.creating for pool in self._pools.values())
+        # A waiting caller would otherwise have created its own sandbox: never fewer at once.
+        limit = max(self._parallelism, sum(len(pool.waiters) for pool in self._pools.values()))
         progress = True
-        while progress and creating < self._parallelism:
+        while progress and creating < limit:
             progress = False
             # Round-robin over profiles, emptiest first, so one profile cannot starve another.
             for profile, pool in sorted(self._pools.items(), key=lambda item: len(item[1].ready)):
-                if creating >= self._parallelism:
+                if creating >= limit:
                     break
                 wanted = pool.target + len(pool.waiters)
                 if len(pool.ready) + pool.creating < wanted and now >= pool.retry_at:
