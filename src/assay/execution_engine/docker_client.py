@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import socket
+import tarfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -120,14 +121,22 @@ class DockerDaemon:
         except ExecutionError as exc:
             raise ImageBuildError(f"docker import failed: {exc}") from exc
 
-    def build(self, dockerfile: str, tag: str) -> list[str]:
-        """Build ``dockerfile`` (no context files, no network); returns the build log."""
-        context = io.BytesIO(dockerfile.encode())
+    def build(self, dockerfile: str, tag: str, files: Mapping[str, bytes] = {}) -> list[str]:
+        """Build ``dockerfile`` with ``files`` (name -> bytes, mode 0755) as its context, and
+        no network; returns the build log."""
+        context = io.BytesIO()
+        with tarfile.open(fileobj=context, mode="w") as tar:
+            for name, data in {"Dockerfile": dockerfile.encode(), **files}.items():
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(data), 0o755
+                tar.addfile(info, io.BytesIO(data))
+        context.seek(0)
         log: list[str] = []
         try:
             with self._translated():
                 for chunk in self._api.build(
                     fileobj=context,
+                    custom_context=True,
                     tag=tag,
                     rm=True,
                     forcerm=True,

@@ -7,7 +7,7 @@ One execution, start to end (all blocking Docker calls run on a worker thread):
    no-new-privileges, default seccomp, pids/memory/CPU/ulimit caps, no log driver, labelled
    with this engine's id;
 2. attach to its stdin/stdout/stderr (cold: then start it), and stream the program in through
-   stdin (no host path is ever mounted) to the sandbox's own PID 1 (``sandbox_init.py``),
+   stdin (no host path is ever mounted) to the sandbox's own PID 1 (``sandbox_init.c``),
    which has been waiting for it;
 3. read output as it comes, enforcing the output cap and the wall-clock deadline; on either,
    SIGKILL the container, which ends every process in it;
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import secrets
 import select
@@ -34,7 +33,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, Literal, TypeVar
 
 from assay.config import ExecutionSettings
@@ -58,7 +56,14 @@ from assay.execution_engine.models import (
 from assay.execution_engine.output import CollectedOutput, OutputCollector
 from assay.execution_engine.pool import PoolStats, Profile, WarmPool
 
-__all__ = ["LABEL_ENGINE", "LABEL_MANAGED", "SANDBOX_UID", "DockerEngine", "encode_payload"]
+__all__ = [
+    "INIT_PATH",
+    "LABEL_ENGINE",
+    "LABEL_MANAGED",
+    "SANDBOX_UID",
+    "DockerEngine",
+    "encode_payload",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +71,8 @@ LABEL_MANAGED = "assay.managed"
 LABEL_ENGINE = "assay.engine"
 LABEL_SANDBOX = "assay.sandbox"
 SANDBOX_UID = 10001
+#: The supervisor (``sandbox_init.c``), compiled into the image by ``assay image build``.
+INIT_PATH = "/usr/local/libexec/assay-init"
 WORKDIR = "/workspace"
 SANDBOX_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -85,13 +92,9 @@ _T = TypeVar("_T")
 Outcome = Literal["exited", "timeout", "output_limit", "cancelled"]
 
 
-@functools.cache
-def _init_source() -> str:
-    return (resources.files("assay.execution_engine") / "sandbox_init.py").read_text()
-
-
 def encode_payload(files: dict[str, str], nonce: str) -> bytes:
-    """The header ``sandbox_init.py`` reads from stdin before the program's own stdin."""
+    """The header the sandbox's PID 1 (``sandbox_init.c``) reads from stdin before the
+    program's own stdin."""
     if len(nonce) != 32:  # the supervisor reads exactly 32 hex digits
         raise ValueError("the nonce must be 32 hex digits")
     parts = [nonce.encode()]
@@ -441,7 +444,7 @@ class DockerEngine(ExecutionInterface):
             oom_score_adj=500,
         )
         return {
-            "command": ["python3", "-I", "-S", "-c", _init_source(), "python3", MAIN_FILE],
+            "command": [INIT_PATH, "python3", MAIN_FILE],
             "user": f"{uid}:{uid}",
             "hostname": "sandbox",
             "working_dir": WORKDIR,

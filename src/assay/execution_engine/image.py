@@ -3,7 +3,9 @@
 Default recipe: a minimal Debian root filesystem made with ``debootstrap`` (full ``python3``
 with its complete standard library), a non-root ``sandbox`` user, no setuid/setgid binaries,
 imported into Docker with ``docker import`` and versioned by a label. Users who can pull may
-start from a base image instead (``--base-image python:3.12-slim``).
+start from a base image instead (``--base-image python:3.12-slim``). Either way the image gets
+the sandbox supervisor (``sandbox_init.c``), compiled here with the host's C compiler into a
+static binary at ``INIT_PATH``.
 """
 
 from __future__ import annotations
@@ -14,14 +16,22 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from assay.config import SANDBOX_IMAGE_VERSION, ExecutionSettings
 from assay.errors import ImageBuildError
 from assay.execution_engine.docker_client import DockerDaemon
-from assay.execution_engine.docker_engine import SANDBOX_ENV, SANDBOX_UID, WORKDIR
+from assay.execution_engine.docker_engine import INIT_PATH, SANDBOX_ENV, SANDBOX_UID, WORKDIR
 
-__all__ = ["LABEL_VERSION", "ImageStatus", "build_image", "debian_mirror", "image_status"]
+__all__ = [
+    "LABEL_VERSION",
+    "ImageStatus",
+    "build_image",
+    "compile_supervisor",
+    "debian_mirror",
+    "image_status",
+]
 
 LABEL_VERSION = "assay.sandbox.version"
 LABEL_RECIPE = "assay.sandbox.recipe"
@@ -86,6 +96,27 @@ def build_image(
     return settings.image
 
 
+def compile_supervisor(output: Path) -> Path:
+    """Compile ``sandbox_init.c`` into a static binary at ``output``.
+
+    Raises:
+        ImageBuildError: no C compiler (or static C library), or the build failed.
+    """
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise ImageBuildError(
+            "no C compiler to build the sandbox supervisor; `apt-get install gcc libc6-dev` "
+            "(scripts/bootstrap does this)"
+        )
+    source = resources.files("assay.execution_engine") / "sandbox_init.c"
+    with resources.as_file(source) as path:
+        _check(
+            [compiler, "-O2", "-static", "-s", "-Wall", "-o", str(output), str(path)],
+            "compiling the sandbox supervisor (static; needs libc6-dev)",
+        )
+    return output
+
+
 def _split_name(image: str) -> tuple[str, str]:
     repository, _, tag = image.rpartition(":")
     if not repository or "/" in tag:
@@ -112,6 +143,7 @@ RUN command -v python3 >/dev/null || {{ echo "base image has no python3" >&2; ex
     || {{ echo "cannot add the sandbox user" >&2; exit 1; }}; \\
     mkdir -p {WORKDIR} && chown {uid}:{uid} {WORKDIR}; \\
     find / -xdev -type f -perm /6000 -exec chmod a-s {{}} + 2>/dev/null; true
+COPY assay-init {INIT_PATH}
 ENV {env}
 LABEL {LABEL_VERSION}={SANDBOX_IMAGE_VERSION} {LABEL_RECIPE}="base:{base_image}"
 USER {uid}:{uid}
@@ -119,7 +151,9 @@ WORKDIR {WORKDIR}
 CMD ["python3"]
 """
     log(f"building {image} from {base_image}")
-    for line in daemon.build(dockerfile, image):
+    with tempfile.TemporaryDirectory(prefix="assay-init-") as work:
+        supervisor = compile_supervisor(Path(work) / "assay-init").read_bytes()
+    for line in daemon.build(dockerfile, image, {"assay-init": supervisor}):
         if line.strip():
             log(line.rstrip())
 
@@ -155,6 +189,9 @@ def _build_with_debootstrap(
             "debootstrap",
         )
         _prepare_rootfs(rootfs)
+        init = rootfs / INIT_PATH.lstrip("/")
+        init.parent.mkdir(parents=True, exist_ok=True)
+        compile_supervisor(init).chmod(0o755)
         tarball = Path(work) / "rootfs.tar"
         _check(
             [
