@@ -15,7 +15,7 @@ from assay.execution_engine import (
     ExecutionResult,
     ExecutionStatus,
 )
-from assay.execution_engine.docker_engine import SANDBOX_UID
+from assay.execution_engine.docker_engine import INIT_PATH, SANDBOX_UID
 
 TEST_ENGINE_PREFIX = "test-"
 
@@ -106,7 +106,7 @@ def _idle_supervisors(processes: dict[int, tuple[int, list[str]]]) -> set[int]:
     return {
         pid
         for pid, (_, argv) in processes.items()
-        if argv[1:4] == ["-I", "-S", "-c"] and pid not in parents
+        if argv[0] == INIT_PATH and pid not in parents
     }
 
 

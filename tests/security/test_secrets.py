@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from assay.execution_engine.docker_engine import SANDBOX_ENV, DockerEngine
+from assay.execution_engine.docker_engine import INIT_PATH, SANDBOX_ENV, DockerEngine
 from tests.sandbox import run
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
@@ -46,7 +46,7 @@ async def test_no_docker_socket_and_no_host_paths(engine: DockerEngine) -> None:
     )
     lines = result.stdout.splitlines()
     assert lines[:-1] == [f"{path} False" for path in probes]
-    assert lines[-1] == "['python3', '-I', '-S']", "PID 1 must be the sandbox's own init"
+    assert lines[-1] == f"[{INIT_PATH!r}, 'python3', 'main.py']", "PID 1 must be our own init"
 
 
 async def test_only_docker_managed_files_are_mounted_from_the_host(engine: DockerEngine) -> None:
