@@ -104,9 +104,7 @@ def _sandbox_user_processes() -> dict[int, tuple[int, list[str]]]:
 def _idle_supervisors(processes: dict[int, tuple[int, list[str]]]) -> set[int]:
     parents = {parent for parent, _ in processes.values()}
     return {
-        pid
-        for pid, (_, argv) in processes.items()
-        if argv[0] == INIT_PATH and pid not in parents
+        pid for pid, (_, argv) in processes.items() if argv[0] == INIT_PATH and pid not in parents
     }
 
 
