@@ -60,6 +60,14 @@ def leftover_containers(
         daemon.close()
 
 
+def container_exists(container_id: str) -> bool:
+    daemon = DockerDaemon(None, timeout=30)
+    try:
+        return container_id in daemon.container_ids({LABEL_MANAGED: "true"})
+    finally:
+        daemon.close()
+
+
 @pytest.fixture
 def settings() -> ExecutionSettings:
     return make_settings()

@@ -20,6 +20,13 @@ from assay.execution_engine.docker_engine import INIT_PATH, SANDBOX_UID
 TEST_ENGINE_PREFIX = "test-"
 
 
+#: Python that prints the id of the container it runs in (first thing, flushed).
+PRINT_CONTAINER_ID = (
+    "import re\n"
+    "print(re.search(r'[0-9a-f]{64}', open('/proc/self/cgroup').read()).group(0), flush=True)\n"
+)
+
+
 def make_settings(**overrides: object) -> ExecutionSettings:
     """Settings for one test's engine: a unique engine id and short default limits."""
     values: dict[str, object] = {

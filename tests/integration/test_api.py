@@ -16,8 +16,8 @@ from assay.errors import (
     NotFoundError,
     QueueFullError,
 )
-from tests.conftest import RunningServer, leftover_containers
-from tests.sandbox import sandbox_processes
+from tests.conftest import RunningServer, container_exists
+from tests.sandbox import PRINT_CONTAINER_ID, sandbox_processes
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
@@ -217,11 +217,13 @@ async def test_list_filters_and_paginates_newest_first(server: RunningServer) ->
 @pytest.mark.parametrize("server", [{"queue": {"concurrency": 1}}], indirect=True)
 async def test_cancel_queued_and_running(server: RunningServer) -> None:
     async with server.client() as client:
-        running = await client.submit(SLOW)
+        running = await client.submit(PRINT_CONTAINER_ID + SLOW)
         queued = await client.submit("print('never')")
         async for event in client.events(running.id):
             if event.type == "output":
+                container_id = str(event.data["text"]).split()[0]
                 break
+        assert container_exists(container_id)
         cancelled_queued = await client.cancel(queued.id)
         assert cancelled_queued.status == "cancelled"
         assert cancelled_queued.started_at is None
@@ -229,8 +231,7 @@ async def test_cancel_queued_and_running(server: RunningServer) -> None:
         cancelled_running = await client.cancel(running.id)
         assert time.monotonic() - began < 5
         assert cancelled_running.status == "cancelled"
-        engine_id = server.settings.execution.engine_id
-        assert leftover_containers(engine_id, pooled_ok=True, settle_seconds=0) == []
+        assert not container_exists(container_id), "removed before the cancel answered"
         assert sandbox_processes(settle_seconds=0) == []
         again = await client.cancel(running.id)
         assert again.status == "cancelled"

@@ -15,8 +15,14 @@ from assay.errors import ExecutionError, RuntimeNotAvailableError, SandboxImageN
 from assay.execution_engine import ExecutionInterface, ExecutionRequest, ExecutionStatus
 from assay.execution_engine.docker_engine import DockerEngine
 from assay.execution_engine.remote import RemoteExecutionEngine
-from tests.conftest import EXECUTOR_TOKEN, docker_unavailable, leftover_containers, running_executor
-from tests.sandbox import cold, make_settings, run, sandbox_processes
+from tests.conftest import (
+    EXECUTOR_TOKEN,
+    container_exists,
+    docker_unavailable,
+    leftover_containers,
+    running_executor,
+)
+from tests.sandbox import PRINT_CONTAINER_ID, cold, make_settings, run, sandbox_processes
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
@@ -207,19 +213,27 @@ async def test_cancelling_kills_and_removes_the_sandbox(
     engine: ExecutionInterface, settings: ExecutionSettings
 ) -> None:
     started = asyncio.Event()
+    printed = bytearray()
+
+    def on_output(_stream: str, data: bytes) -> None:
+        printed.extend(data)
+        started.set()
+
     task = asyncio.create_task(
         engine.execute(
-            ExecutionRequest(code="import time\nprint('go', flush=True)\ntime.sleep(60)"),
-            on_output=lambda _stream, _data: started.set(),
+            ExecutionRequest(code=PRINT_CONTAINER_ID + "import time\ntime.sleep(60)"),
+            on_output=on_output,
         )
     )
     await asyncio.wait_for(started.wait(), timeout=10)
+    container_id = printed.decode().split()[0]
+    assert container_exists(container_id)
     began = time.monotonic()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert time.monotonic() - began < 5
-    assert leftover_containers(settings.engine_id, pooled_ok=True, settle_seconds=0) == []
+    assert not container_exists(container_id), "removed before the cancellation returned"
     assert sandbox_processes(settle_seconds=0) == []
 
 
