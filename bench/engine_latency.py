@@ -16,25 +16,12 @@ import os
 import statistics
 import time
 
+from _common import cpu_seconds, percentile
 from assay.config import ExecutionSettings
 from assay.execution_engine import ExecutionRequest, ExecutionStatus
 from assay.execution_engine.docker_engine import DockerEngine
 
 TRIVIAL = ExecutionRequest(code="print('ok')")
-
-
-def cpu_seconds() -> float:
-    """Busy CPU time of the whole machine so far (all cores)."""
-    with open("/proc/stat") as stat:
-        fields = [int(value) for value in stat.readline().split()[1:]]
-    idle = fields[3] + fields[4]
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))
-    return ordered[index]
 
 
 async def timed(engine: DockerEngine) -> float:

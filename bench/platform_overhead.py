@@ -17,25 +17,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
 import httpx
 
+from _common import free_port, percentile, serve, wait_ready
 from assay.config import ExecutionSettings
 from assay.execution_engine import ExecutionRequest
 from assay.execution_engine.docker_engine import DockerEngine
 
 CODE = "print('ok')"
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 async def paired(url: str, n: int) -> tuple[list[float], list[float]]:
@@ -81,39 +74,15 @@ async def throughput(url: str, total: int) -> float:
         return total / (time.perf_counter() - began)
 
 
-def serve(data_dir: str, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "ASSAY_DATA_DIR": data_dir, "ASSAY_EXECUTION__ENGINE_ID": "bench-api"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "assay", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-async def wait_ready(url: str) -> None:
-    async with httpx.AsyncClient(base_url=url, timeout=2) as http:
-        for _ in range(300):
-            try:
-                if (await http.get("/readyz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise SystemExit("server did not become ready")
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=30, help="sequential executions per path")
     parser.add_argument("--throughput", type=int, default=60, help="evaluations submitted at once")
     args = parser.parse_args()
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="assay-bench-") as data_dir:
-        server = serve(data_dir, port)
+        server = serve(data_dir, port, ASSAY_EXECUTION__ENGINE_ID="bench-api")
         try:
             url = f"http://127.0.0.1:{port}"
             await wait_ready(url)

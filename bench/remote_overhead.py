@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import time
 
 import httpx
 
+from _common import free_port, percentile
 from assay.config import ExecutionSettings
 from assay.execution_engine import ExecutionInterface, ExecutionRequest
 from assay.execution_engine.docker_engine import DockerEngine
@@ -27,11 +27,6 @@ from assay.execution_engine.remote import RemoteExecutionEngine
 
 TOKEN = "bench-token-0123456789abcdef"
 REQUEST = ExecutionRequest(code="print('ok')")
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 async def timed(engine: ExecutionInterface) -> float:
@@ -46,9 +41,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=30)
     args = parser.parse_args()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ,
         "ASSAY_EXECUTOR_TOKEN": TOKEN,
