@@ -176,6 +176,7 @@ def _build_with_debootstrap(
     mirror = mirror or debian_mirror(suite)
     with tempfile.TemporaryDirectory(prefix="assay-rootfs-", dir="/var/tmp") as work:
         rootfs = Path(work) / "rootfs"
+        supervisor = compile_supervisor(Path(work) / "assay-init")  # fails fast without gcc
         log(f"debootstrap {suite} from {mirror} (about a minute)")
         _check(
             [
@@ -191,7 +192,8 @@ def _build_with_debootstrap(
         _prepare_rootfs(rootfs)
         init = rootfs / INIT_PATH.lstrip("/")
         init.parent.mkdir(parents=True, exist_ok=True)
-        compile_supervisor(init).chmod(0o755)
+        shutil.copyfile(supervisor, init)
+        init.chmod(0o755)
         tarball = Path(work) / "rootfs.tar"
         _check(
             [
