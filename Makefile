@@ -37,6 +37,8 @@ bench: bootstrap
 	$(BIN)/python bench/engine_latency.py
 	$(BIN)/python bench/platform_overhead.py
 	$(BIN)/python bench/remote_overhead.py
+	$(BIN)/python bench/cold_path.py
+	$(BIN)/python bench/warm_pool.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache test-artifacts
