@@ -40,7 +40,8 @@ async def main() -> None:
     parser.add_argument("--total", type=int, default=40, help="executions in the throughput run")
     args = parser.parse_args()
 
-    engine = DockerEngine(ExecutionSettings(engine_id="bench"))
+    # The cold baseline: no warm pool (bench/warm_pool.py compares both).
+    engine = DockerEngine(ExecutionSettings(engine_id="bench", pool={"size": 0}))
     await engine.start()
     try:
         await timed(engine)  # warm the daemon's caches and our connection pool
