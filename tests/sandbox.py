@@ -100,7 +100,8 @@ def _sandbox_user_processes() -> dict[int, tuple[int, list[str]]]:
         except OSError:
             continue
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        if int(fields["Uid"].split()[0]) == SANDBOX_UID:
+        zombie = fields.get("State", "").strip().startswith("Z")  # dead, not yet reaped
+        if int(fields["Uid"].split()[0]) == SANDBOX_UID and not zombie:
             found[int(entry.name)] = (
                 int(fields["PPid"]),
                 [arg.decode(errors="replace") for arg in argv],

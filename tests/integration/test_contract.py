@@ -234,7 +234,7 @@ async def test_cancelling_kills_and_removes_the_sandbox(
         await task
     assert time.monotonic() - began < 5
     assert not container_exists(container_id), "removed before the cancellation returned"
-    assert sandbox_processes(settle_seconds=0) == []
+    assert sandbox_processes(settle_seconds=1) == []
 
 
 async def test_concurrent_executions_are_isolated(engine: ExecutionInterface) -> None:
