@@ -7,10 +7,13 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 
-__all__ = ["cpu_seconds", "free_port", "percentile", "serve", "wait_ready"]
+__all__ = ["cpu_seconds", "free_port", "percentile", "serving"]
 
 
 def cpu_seconds() -> float:
@@ -33,14 +36,25 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def serve(data_dir: str, port: int, **env: str) -> subprocess.Popen[bytes]:
-    """``assay serve`` on loopback with its own data directory (and extra environment)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "assay", "serve", "--port", str(port)],
-        env={**os.environ, "ASSAY_DATA_DIR": data_dir, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+@asynccontextmanager
+async def serving(**env: str) -> AsyncIterator[str]:
+    """``assay serve`` in another process on loopback, with its own data directory (and extra
+    environment), until ready; yields its URL and stops it afterwards."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="assay-bench-") as data_dir:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "assay", "serve", "--port", str(port)],
+            env={**os.environ, "ASSAY_DATA_DIR": data_dir, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            await wait_ready(url)
+            yield url
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
 
 
 async def wait_ready(url: str) -> None:

@@ -18,12 +18,11 @@ import argparse
 import asyncio
 import os
 import statistics
-import tempfile
 import time
 
 import httpx
 
-from _common import free_port, percentile, serve, wait_ready
+from _common import percentile, serving
 from assay.config import ExecutionSettings
 from assay.execution_engine import ExecutionRequest
 from assay.execution_engine.docker_engine import DockerEngine
@@ -80,17 +79,9 @@ async def main() -> None:
     parser.add_argument("--throughput", type=int, default=60, help="evaluations submitted at once")
     args = parser.parse_args()
 
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="assay-bench-") as data_dir:
-        server = serve(data_dir, port, ASSAY_EXECUTION__ENGINE_ID="bench-api")
-        try:
-            url = f"http://127.0.0.1:{port}"
-            await wait_ready(url)
-            engine, api = await paired(url, args.n)
-            rate = await throughput(url, args.throughput)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    async with serving(ASSAY_EXECUTION__ENGINE_ID="bench-api") as url:
+        engine, api = await paired(url, args.n)
+        rate = await throughput(url, args.throughput)
 
     print(f"trivial program {CODE!r}; {args.n} sequential runs per path; {os.cpu_count()} CPUs")
     print(f"{'path':<34}{'p50 ms':>10}{'p95 ms':>10}")

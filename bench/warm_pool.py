@@ -24,14 +24,13 @@ import asyncio
 import os
 import statistics
 import subprocess
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
 
-from _common import cpu_seconds, free_port, percentile, serve, wait_ready
+from _common import cpu_seconds, percentile, serving
 from assay.config import ExecutionSettings
 from assay.execution_engine import ExecutionRequest, ExecutionStatus
 from assay.execution_engine.docker_engine import SANDBOX_UID, DockerEngine
@@ -159,16 +158,8 @@ async def main() -> None:
         latency["engine, cold"] = await engine_latency(cold, args.n)
         latency["engine, warm"] = await engine_latency(warm, args.n)
         await warm.close()  # its pool would compete with the server's
-        port = free_port()
-        with tempfile.TemporaryDirectory(prefix="assay-bench-") as data_dir:
-            server = serve(data_dir, port, ASSAY_EXECUTION__ENGINE_ID="bench-api")
-            try:
-                url = f"http://127.0.0.1:{port}"
-                await wait_ready(url)
-                latency["API end to end, warm"] = await api_latency(url, args.n)
-            finally:
-                server.terminate()
-                server.wait(timeout=60)
+        async with serving(ASSAY_EXECUTION__ENGINE_ID="bench-api") as url:
+            latency["API end to end, warm"] = await api_latency(url, args.n)
         warm = DockerEngine(settings)
         for concurrency in args.concurrency:
             batches["naive docker run", concurrency] = await naive_batch(

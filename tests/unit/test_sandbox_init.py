@@ -21,17 +21,24 @@ def supervisor(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return compile_supervisor(tmp_path_factory.mktemp("init") / "assay-init")
 
 
-def run_init(
-    supervisor: Path, cwd: Path, files: dict[str, str], stdin: bytes = b""
-) -> tuple[int, OutputCollector]:
-    completed = subprocess.run(
-        [str(supervisor), sys.executable, "main.py"],
-        input=encode_payload(files, NONCE) + stdin,
+def supervise(
+    supervisor: Path, cwd: Path, command: list[str], stdin: bytes
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [str(supervisor), *command],
+        input=stdin,
         cwd=cwd,
         capture_output=True,
         timeout=30,
         check=False,
     )
+
+
+def run_init(
+    supervisor: Path, cwd: Path, files: dict[str, str], stdin: bytes = b""
+) -> tuple[int, OutputCollector]:
+    payload = encode_payload(files, NONCE) + stdin
+    completed = supervise(supervisor, cwd, [sys.executable, "main.py"], payload)
     collector = OutputCollector(limit=1 << 20, nonce=NONCE)
     collector.feed("stdout", completed.stdout)
     collector.feed("stderr", completed.stderr)
@@ -82,26 +89,13 @@ def test_a_file_that_cannot_be_written_is_a_setup_error(supervisor: Path, tmp_pa
 
 
 def test_a_missing_interpreter_exits_127(supervisor: Path, tmp_path: Path) -> None:
-    completed = subprocess.run(
-        [str(supervisor), "/nonexistent/python"],
-        input=encode_payload({"main.py": ""}, NONCE),
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
+    payload = encode_payload({"main.py": ""}, NONCE)
+    completed = supervise(supervisor, tmp_path, ["/nonexistent/python"], payload)
     assert completed.returncode == 127
     assert b"cannot start /nonexistent/python" in completed.stderr
 
 
 def test_a_bad_header_fails_setup(supervisor: Path, tmp_path: Path) -> None:
-    completed = subprocess.run(
-        [str(supervisor)],
-        input=b"NOPE" * 10,
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
+    completed = supervise(supervisor, tmp_path, [], b"NOPE" * 10)
     assert completed.returncode == 125
     assert b"bad sandbox header" in completed.stderr
