@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 #: Bumped whenever the image recipe in ``execution_engine/image.py`` changes.
-SANDBOX_IMAGE_VERSION = "2"
+SANDBOX_IMAGE_VERSION = "3"
 SANDBOX_IMAGE_REPOSITORY = "assay-sandbox-python"
 
 MIB = 1024 * 1024

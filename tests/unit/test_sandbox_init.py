@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from assay.execution_engine.docker_engine import encode_payload
+from assay.execution_engine.attach import encode_payload
 from assay.execution_engine.image import compile_supervisor
 from assay.execution_engine.output import OutputCollector
 

@@ -25,14 +25,13 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import select
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal, TypeVar
 
 from assay.config import ExecutionSettings
@@ -43,17 +42,22 @@ from assay.errors import (
     SandboxError,
     SandboxImageNotFoundError,
 )
+from assay.execution_engine.attach import Outcome, encode_payload, pump, verdict, write_stdin
 from assay.execution_engine.docker_client import DockerDaemon
-from assay.execution_engine.interface import EngineHealth, ExecutionInterface, OutputCallback
+from assay.execution_engine.interface import (
+    BatchSandbox,
+    EngineHealth,
+    ExecutionInterface,
+    OutputCallback,
+)
 from assay.execution_engine.models import (
     MAIN_FILE,
     ExecutionRequest,
     ExecutionResult,
-    ExecutionStatus,
     ResolvedRequest,
     resolve_request,
 )
-from assay.execution_engine.output import CollectedOutput, OutputCollector
+from assay.execution_engine.output import OutputCollector
 from assay.execution_engine.pool import PoolStats, Profile, WarmPool
 
 __all__ = [
@@ -62,7 +66,6 @@ __all__ = [
     "LABEL_MANAGED",
     "SANDBOX_UID",
     "DockerEngine",
-    "encode_payload",
 ]
 
 logger = logging.getLogger(__name__)
@@ -81,28 +84,10 @@ SANDBOX_ENV = {
     "PYTHONUNBUFFERED": "1",
     "PYTHONDONTWRITEBYTECODE": "1",
 }
-SIGKILL = 9
-_INLINE_WRITE_LIMIT = 64 * 1024
 #: How long a finished sandbox may take to stop by itself before it is killed and removed.
 _EXIT_GRACE_SECONDS = 2.0
-_FRAME_HEADER = struct.Struct(">BxxxI")
-_STREAMS: dict[int, Literal["stdout", "stderr"]] = {1: "stdout", 2: "stderr"}
 
 _T = TypeVar("_T")
-Outcome = Literal["exited", "timeout", "output_limit", "cancelled"]
-
-
-def encode_payload(files: dict[str, str], nonce: str) -> bytes:
-    """The header the sandbox's PID 1 (``sandbox_init.c``) reads from stdin before the
-    program's own stdin."""
-    if len(nonce) != 32:  # the supervisor reads exactly 32 hex digits
-        raise ValueError("the nonce must be 32 hex digits")
-    parts = [nonce.encode()]
-    for path, text in files.items():
-        for field_ in (path.encode(), text.encode()):
-            parts += [b"%010d" % len(field_), field_]
-    header = b"".join(parts)
-    return b"ASSAY2" + b"%010d" % len(header) + header
 
 
 @dataclass(slots=True)
@@ -130,6 +115,7 @@ class DockerEngine(ExecutionInterface):
         self._pool: WarmPool | None = None
         self._start_lock = asyncio.Lock()
         self._active: dict[str, _Run] = {}
+        self._batches: set[DockerBatchSandbox] = set()
         self._removing = 0  # background removals not finished yet
         self._removing_lock = threading.Lock()
         self._closed = False
@@ -213,6 +199,21 @@ class DockerEngine(ExecutionInterface):
     async def execute(
         self, request: ExecutionRequest, *, on_output: OutputCallback | None = None
     ) -> ExecutionResult:
+        run = await self._prepare(request, on_output)
+        if self._pool is not None:
+            run.warm_id = await self._pool.acquire(run.profile)
+        return await self._guarded(run, self._run)
+
+    def batch_sandbox(self) -> BatchSandbox:
+        """A container reused for one batch's programs, reset between them (see
+        ``sandbox_init.c``'s batch mode); replaced when a program damages it."""
+        if self._closed:
+            raise SandboxError("engine is closed")
+        sandbox = DockerBatchSandbox(self)
+        self._batches.add(sandbox)
+        return sandbox
+
+    async def _prepare(self, request: ExecutionRequest, on_output: OutputCallback | None) -> _Run:
         if self._closed:
             raise SandboxError("engine is closed")
         resolved = resolve_request(request, self._settings)
@@ -225,11 +226,13 @@ class DockerEngine(ExecutionInterface):
             def emit(stream: Literal["stdout", "stderr"], data: bytes) -> None:
                 loop.call_soon_threadsafe(callback, stream, data)
 
-        run = _Run(resolved, emit)
-        if self._pool is not None:
-            run.warm_id = await self._pool.acquire(run.profile)
+        return _Run(resolved, emit)
+
+    async def _guarded(self, run: _Run, work: Callable[[_Run], ExecutionResult]) -> ExecutionResult:
+        """``work(run)`` on a worker thread; cancelling the caller kills ``run``'s container
+        and waits for ``work`` to end before the cancellation propagates."""
         self._active[run.run_id] = run
-        future = asyncio.get_running_loop().run_in_executor(self._threads, self._run, run)
+        future = asyncio.get_running_loop().run_in_executor(self._threads, work, run)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -269,6 +272,8 @@ class DockerEngine(ExecutionInterface):
         self._closed = True
         for run in list(self._active.values()):
             await self._in_thread(self._cancel, run)
+        for sandbox in list(self._batches):
+            await sandbox.close()
         if self._pool is not None:
             await self._pool.close()
         # Waits, too, for the removals still running in the background.
@@ -362,22 +367,41 @@ class DockerEngine(ExecutionInterface):
                 self._removing -= 1
 
     def _supervise(self, daemon: DockerDaemon, run: _Run, *, warm: bool) -> ExecutionResult:
-        if run.container_id is None:
-            raise SandboxError("no container to supervise")
-        request = run.request
         if run.cancelled.is_set():
             raise _Cancelled
+        request = run.request
         nonce = secrets.token_hex(16)
-        files = {MAIN_FILE: request.code, **request.files}
-        payload = encode_payload(files, nonce) + request.stdin
+        payload = encode_payload(_files(request), nonce) + request.stdin
         collector = OutputCollector(limit=request.output_limit_bytes, nonce=nonce)
+        sock = self._attach(daemon, run, warm=warm)
+        writer = None
+        try:
+            started = time.monotonic()
+            writer = write_stdin(sock, payload, close=True)
+            outcome = pump(
+                sock, collector, started + request.timeout_seconds, run.cancelled, run.emit
+            )
+            duration = time.monotonic() - started
+        finally:
+            _close(sock)
+            if writer is not None:
+                writer.join(timeout=5)
+        return self._judge(daemon, run, outcome, collector, duration)
+
+    def _attach(self, daemon: DockerDaemon, run: _Run, *, warm: bool) -> socket.socket:
+        """Attach to the stdin, stdout and stderr of ``run``'s container; start it if cold.
+
+        Raises:
+            _StaleSandbox: a pooled container is gone or stopped (nothing ran in it).
+        """
+        if run.container_id is None:
+            raise SandboxError("no container to attach to")
         try:
             sock = daemon.attach(run.container_id)
         except SandboxError:
             if warm:  # removed while it waited: nothing of the program has run
                 raise _StaleSandbox from None
             raise
-        writer = None
         try:
             if warm:
                 # Attaching to a container that has already stopped hangs rather than fails.
@@ -385,19 +409,23 @@ class DockerEngine(ExecutionInterface):
                     raise _StaleSandbox
             else:
                 daemon.start(run.container_id)
-            started = time.monotonic()
-            writer = _write_stdin(sock, payload)
-            outcome = _pump(sock, run, collector, started + request.timeout_seconds)
-            duration = time.monotonic() - started
-        finally:
-            # Shut down before any kill: Docker will not finish a container whose output it is
-            # still handing to an attached reader that stopped reading. (close() alone would
-            # wait for docker-py's references to the socket to go.)
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-            if writer is not None:
-                writer.join(timeout=5)
+        except BaseException:
+            _close(sock)
+            raise
+        return sock
+
+    def _judge(
+        self,
+        daemon: DockerDaemon,
+        run: _Run,
+        outcome: Outcome,
+        collector: OutputCollector,
+        duration: float,
+    ) -> ExecutionResult:
+        """The verdict once the conversation with the sandbox is over: from the supervisor's
+        trailer, or from Docker's view of the container when the trailer is missing."""
+        if run.container_id is None:
+            raise SandboxError("no container to judge")
         if outcome != "exited":
             daemon.kill(run.container_id)
         if outcome == "cancelled":
@@ -405,10 +433,93 @@ class DockerEngine(ExecutionInterface):
         output = collector.finish()
         trailer = output.trailer
         if outcome == "exited" and collector.ended and trailer and trailer.oom_kills is not None:
-            return _verdict(outcome, None, trailer.oom_kills > 0, output, duration)
+            return verdict(outcome, None, trailer.oom_kills > 0, output, duration)
         exit_code = daemon.wait(run.container_id, timeout=self._settings.docker_api_timeout_seconds)
         oom_killed = bool(daemon.state(run.container_id).get("OOMKilled"))
-        return _verdict(outcome, exit_code, oom_killed, output, duration)
+        return verdict(outcome, exit_code, oom_killed, output, duration)
+
+    # -- batch isolation (DockerBatchSandbox), on a worker thread -------------------------
+
+    def _run_in_batch(self, sandbox: DockerBatchSandbox, run: _Run) -> ExecutionResult:
+        """Run one program in the batch's container, opening one first if it has none."""
+        daemon = self._require_daemon()
+        container = sandbox.container
+        if container is None:
+            container = self._open_batch_container(daemon, run)
+            sandbox.container = container
+        run.container_id = container.id
+        keep = False
+        try:
+            result, keep = self._supervise_in_batch(daemon, run, container)
+            return result
+        finally:
+            if not keep:
+                sandbox.container = None
+                self._retire(container, now=run.cancelled.is_set())
+
+    def _open_batch_container(self, daemon: DockerDaemon, run: _Run) -> _BatchContainer:
+        if run.warm_id is not None:
+            run.container_id, run.warm_id = run.warm_id, None
+            try:
+                sock = self._attach(daemon, run, warm=True)
+                return _BatchContainer(run.container_id, sock, run.profile)
+            except _StaleSandbox:
+                logger.warning("pooled sandbox %s had died; opening one", run.container_id[:12])
+                self._dispose(run.container_id)
+        run.container_id = daemon.create_container(
+            self._settings.image, **self.container_config(run.profile)
+        )
+        try:
+            sock = self._attach(daemon, run, warm=False)
+        except BaseException:
+            self._dispose(run.container_id, now=True)
+            raise
+        return _BatchContainer(run.container_id, sock, run.profile)
+
+    def _supervise_in_batch(
+        self, daemon: DockerDaemon, run: _Run, container: _BatchContainer
+    ) -> tuple[ExecutionResult, bool]:
+        """One program in a batch container; returns its verdict and whether the container
+        is clean for the next program."""
+        if run.cancelled.is_set():
+            raise _Cancelled
+        request = run.request
+        nonce = secrets.token_hex(16)
+        payload = encode_payload(_files(request), nonce, stdin=request.stdin)
+        collector = OutputCollector(limit=request.output_limit_bytes, nonce=nonce)
+        started = time.monotonic()
+        # PID 1 reads the whole frame before it starts the program: the write cannot block
+        # on the program, only on a dead sandbox (then pump sees the end of the stream).
+        writer = write_stdin(container.sock, payload, close=False)
+        outcome = pump(
+            container.sock, collector, started + request.timeout_seconds, run.cancelled, run.emit
+        )
+        duration = time.monotonic() - started
+        if writer is not None:
+            writer.join(timeout=0 if outcome != "exited" else 5)
+        container.programs += 1
+        if outcome != "exited":
+            _close(container.sock)  # before the kill: see _supervise
+        result = self._judge(daemon, run, outcome, collector, duration)
+        trailer = collector.finish().trailer
+        clean = (
+            outcome == "exited"
+            and collector.ended
+            and trailer is not None
+            and trailer.setup_error is None
+            and trailer.damage is None
+            and (writer is None or not writer.is_alive())
+        )
+        if trailer is not None and trailer.damage is not None:
+            logger.info(
+                "batch sandbox %s replaced: the program %s", container.id[:12], trailer.damage
+            )
+        return result, clean
+
+    def _retire(self, container: _BatchContainer, *, now: bool = False) -> None:
+        """End a batch container: closing its stdin ends its PID 1, then it is removed."""
+        _close(container.sock)
+        self._dispose(container.id, now=now)
 
     def container_config(self, profile: Profile) -> dict[str, Any]:
         """The create-container arguments of a sandbox with ``profile``'s limits."""
@@ -460,6 +571,51 @@ class DockerEngine(ExecutionInterface):
         }
 
 
+@dataclass(slots=True)
+class _BatchContainer:
+    """A started container in batch mode, with its attach socket kept open."""
+
+    id: str
+    sock: socket.socket
+    profile: Profile
+    programs: int = 0
+
+
+class DockerBatchSandbox(BatchSandbox):
+    """One batch's container (see :meth:`DockerEngine.batch_sandbox`)."""
+
+    def __init__(self, engine: DockerEngine) -> None:
+        self._engine = engine
+        self._lock = asyncio.Lock()
+        self._closed = False
+        #: The open container; only touched by the thread running a program, or under the lock.
+        self.container: _BatchContainer | None = None
+
+    async def execute(
+        self, request: ExecutionRequest, *, on_output: OutputCallback | None = None
+    ) -> ExecutionResult:
+        engine = self._engine
+        async with self._lock:
+            if self._closed:
+                raise SandboxError("batch sandbox is closed")
+            run = await engine._prepare(request, on_output)
+            if self.container is not None and self.container.profile != run.profile:
+                # Other limits than the container was made with: a container with those.
+                await engine._in_thread(engine._retire, self.container)
+                self.container = None
+            if self.container is None and engine._pool is not None:
+                run.warm_id = await engine._pool.acquire(run.profile)
+            return await engine._guarded(run, partial(engine._run_in_batch, self))
+
+    async def close(self) -> None:
+        async with self._lock:
+            self._closed = True
+            self._engine._batches.discard(self)
+            if self.container is not None:
+                container, self.container = self.container, None
+                await self._engine._in_thread(self._engine._retire, container)
+
+
 class _Cancelled(Exception):
     """The awaiting task was cancelled; the sandbox is being torn down."""
 
@@ -469,112 +625,18 @@ class _StaleSandbox(Exception):
     operator): nothing of the program ran in it."""
 
 
+def _files(request: ResolvedRequest) -> dict[str, str]:
+    return {MAIN_FILE: request.code, **request.files}
+
+
+def _close(sock: socket.socket) -> None:
+    # Shut down before any kill: Docker will not finish a container whose output it is
+    # still handing to an attached reader that stopped reading. (close() alone would wait
+    # for docker-py's references to the socket to go.)
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
 def _fsize(settings: ExecutionSettings) -> int:
     return max(settings.workspace_size_mb, settings.tmp_size_mb) * 1024 * 1024
-
-
-def _write_stdin(sock: socket.socket, payload: bytes) -> threading.Thread | None:
-    """Send the payload and close our writing side (the program then sees EOF on stdin).
-
-    Large payloads go from a thread, so a program that writes before reading cannot deadlock
-    against us."""
-
-    def send() -> None:
-        try:
-            sock.sendall(payload)
-            sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass  # the program exited without reading all of its stdin
-
-    if len(payload) <= _INLINE_WRITE_LIMIT:
-        send()
-        return None
-    thread = threading.Thread(target=send, name="assay-stdin", daemon=True)
-    thread.start()
-    return thread
-
-
-def _pump(sock: socket.socket, run: _Run, collector: OutputCollector, deadline: float) -> Outcome:
-    """Demultiplex Docker's attach stream until EOF, the deadline, the cap, or cancellation."""
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    pending = bytearray()
-    while True:
-        if run.cancelled.is_set():
-            return "cancelled"
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return "timeout"
-        if not poller.poll(min(remaining, 0.5) * 1000):
-            continue
-        try:
-            chunk = sock.recv(256 * 1024)
-        except OSError:
-            chunk = b""
-        if not chunk:
-            return "cancelled" if run.cancelled.is_set() else "exited"
-        pending += chunk
-        outcome = _deliver(pending, run, collector)
-        if outcome is not None:
-            return outcome
-
-
-def _deliver(pending: bytearray, run: _Run, collector: OutputCollector) -> Outcome | None:
-    """Consume the complete frames at the start of ``pending``; an outcome if the run ended."""
-    while len(pending) >= _FRAME_HEADER.size:
-        kind, size = _FRAME_HEADER.unpack_from(pending)
-        end = _FRAME_HEADER.size + size
-        if len(pending) < end:
-            break
-        data = bytes(pending[_FRAME_HEADER.size : end])
-        del pending[:end]
-        stream = _STREAMS.get(kind)
-        if stream is None:
-            continue
-        if not collector.feed(stream, data):
-            return "output_limit"
-        if run.emit is not None:
-            visible = collector.live(stream, data)
-            if visible:
-                run.emit(stream, visible)
-        if collector.ended:  # every byte the program wrote has arrived
-            return "exited"
-    return None
-
-
-def _verdict(
-    outcome: Outcome,
-    exit_code: int | None,
-    oom_killed: bool,
-    output: CollectedOutput,
-    duration: float,
-) -> ExecutionResult:
-    trailer = output.trailer
-    common: dict[str, Any] = {
-        "stdout": output.stdout.decode(errors="replace"),
-        "stderr": output.stderr.decode(errors="replace"),
-        "stdout_truncated": output.stdout_truncated,
-        "stderr_truncated": output.stderr_truncated,
-        "duration_seconds": round(duration, 6),
-        "cpu_time_seconds": trailer.cpu_time_seconds if trailer else None,
-        "peak_memory_bytes": trailer.peak_memory_bytes if trailer else None,
-    }
-    if outcome == "timeout":
-        return ExecutionResult(status=ExecutionStatus.TIMEOUT, signal=SIGKILL, **common)
-    if outcome == "output_limit":
-        return ExecutionResult(status=ExecutionStatus.OUTPUT_LIMIT, signal=SIGKILL, **common)
-    if trailer is not None and trailer.setup_error:
-        return ExecutionResult(status=ExecutionStatus.ERROR, error=trailer.setup_error, **common)
-    if trailer is not None and trailer.exit_code is not None:
-        code, signal = trailer.exit_code, trailer.signal
-    elif exit_code is not None:  # no usable trailer (PID 1 failed, or its line was lost)
-        code, signal = exit_code, exit_code - 128 if 128 < exit_code <= 192 else None
-    else:
-        raise SandboxError("the sandbox ended without a verdict")
-    if oom_killed:
-        status = ExecutionStatus.OOM
-    elif output.over_limit:  # exited by itself, a few bytes over the cap
-        status = ExecutionStatus.OUTPUT_LIMIT
-    else:
-        status = ExecutionStatus.COMPLETED if code == 0 else ExecutionStatus.FAILED
-    return ExecutionResult(status=status, exit_code=code, signal=signal, **common)

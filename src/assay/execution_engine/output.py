@@ -35,6 +35,9 @@ class Trailer:
     #: OOM kills in the sandbox while the program ran; None when the cgroup was not visible.
     oom_kills: int | None = None
     setup_error: str | None = None
+    #: Batch mode: what the program did that the next one must not inherit (the sandbox is
+    #: replaced); None when the reset left it clean.
+    damage: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +172,7 @@ def _parse_trailer(raw: bytes) -> Trailer | None:
     if not isinstance(data, dict):
         return None
     setup_error = data.get("setup_error")
+    damage = data.get("damage")
     return Trailer(
         exit_code=_int(data.get("exit_code")),
         signal=_int(data.get("signal")),
@@ -176,6 +180,7 @@ def _parse_trailer(raw: bytes) -> Trailer | None:
         peak_memory_bytes=_int(data.get("peak_memory_bytes")),
         oom_kills=_int(data.get("oom_kills")),
         setup_error=setup_error if isinstance(setup_error, str) else None,
+        damage=damage if isinstance(damage, str) else None,
     )
 
 

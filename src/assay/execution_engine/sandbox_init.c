@@ -23,14 +23,18 @@
  * every execution ~25 ms of CPU (see docs/decisions/0001).
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -38,6 +42,9 @@
 #define SETUP_FAILED 125
 #define NONCE_SIZE 32
 #define LENGTH_SIZE 10
+#define MAGIC_SIZE 6
+#define SINGLE_MAGIC "ASSAY2"
+#define BATCH_MAGIC "ASSAYB"
 
 static char nonce[NONCE_SIZE + 1];
 
@@ -181,7 +188,8 @@ malformed:
     return -1;
 }
 
-static void exec_child(char **argv) {
+static void exec_child(char **argv, int stdin_fd) {
+    if (stdin_fd >= 0 && dup2(stdin_fd, 0) < 0) _exit(SETUP_FAILED);
     int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
     if (fd >= 0) { /* the program, not PID 1, is what the kernel kills first */
         write_all(fd, "1000", 4);
@@ -194,36 +202,189 @@ static void exec_child(char **argv) {
     _exit(127);
 }
 
-int main(int argc, char **argv) {
-    static char *fallback[] = {"python3", "main.py", NULL};
-    char **command = argc > 1 ? argv + 1 : fallback;
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+/* Reads a 10-digit length from stdin; -1 on EOF or garbage. */
+static int read_length(size_t *length) {
+    char digits[LENGTH_SIZE + 1];
+    if (read_exact(digits, LENGTH_SIZE) != 0) return -1;
+    digits[LENGTH_SIZE] = 0;
+    char *end;
+    *length = strtoul(digits, &end, 10);
+    return *end == 0 ? 0 : -1;
+}
 
-    char head[6 + LENGTH_SIZE + 1];
-    if (read_exact(head, 6 + LENGTH_SIZE) != 0 || memcmp(head, "ASSAY2", 6) != 0) {
+/* After the magic: the header (nonce, files). Returns 0, or -1 with the reason reported. */
+static int read_header(void) {
+    size_t size;
+    char *header;
+    if (read_length(&size) != 0 || size < NONCE_SIZE || (header = malloc(size + 1)) == NULL) {
         say("assay: bad sandbox header\n");
-        return SETUP_FAILED;
+        return -1;
     }
-    head[6 + LENGTH_SIZE] = 0;
-    size_t size = strtoul(head + 6, NULL, 10);
-    char *header = malloc(size + 1);
-    if (header == NULL || size < NONCE_SIZE || read_exact(header, size) != 0) {
+    if (read_exact(header, size) != 0) {
+        free(header);
         say("assay: bad sandbox header\n");
-        return SETUP_FAILED;
+        return -1;
     }
     memcpy(nonce, header, NONCE_SIZE);
     nonce[NONCE_SIZE] = 0;
-    if (write_files(header, size) != 0) return SETUP_FAILED;
+    int written = write_files(header, size);
     free(header);
+    return written;
+}
 
+/* Batch mode: the program's stdin follows its header as a 10-digit length and the bytes;
+ * it goes into a memory file that becomes the program's fd 0. */
+static int read_stdin_file(void) {
+    size_t size;
+    if (read_length(&size) != 0) {
+        say("assay: bad sandbox header\n");
+        return -1;
+    }
+    int fd = memfd_create("stdin", MFD_CLOEXEC);
+    char buffer[65536];
+    while (size > 0) {
+        size_t chunk = size < sizeof buffer ? size : sizeof buffer;
+        if (read_exact(buffer, chunk) != 0) {
+            say("assay: bad sandbox header\n");
+            if (fd >= 0) close(fd);
+            return -1;
+        }
+        if (fd >= 0) write_all(fd, buffer, chunk);
+        size -= chunk;
+    }
+    if (fd < 0 || lseek(fd, 0, SEEK_SET) != 0) {
+        setup_error("cannot store", "stdin", errno);
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* -- batch mode: the reset between two programs --------------------------------------- */
+
+/* What batch mode wipes between programs: every place a program can write. */
+static const char *const scratch_dirs[] = {"/workspace", "/tmp", "/dev/shm", "/dev/mqueue"};
+#define WIPE_MAX_DEPTH 64
+
+/* Reaps what has already died, then kills everything else in the sandbox (the PID namespace)
+ * and reaps it, until nothing but this process is left. Returns how many were still alive. */
+static int kill_the_rest(void) {
+    while (waitpid(-1, NULL, WNOHANG) > 0) {
+    }
+    int alive = 0;
+    while (kill(-1, SIGKILL) == 0) { /* ESRCH: nobody left to signal */
+        pid_t pid = waitpid(-1, NULL, 0);
+        if (pid > 0) alive++;
+        else if (errno == ECHILD) break;
+    }
+    while (waitpid(-1, NULL, 0) > 0 || errno == EINTR) {
+    }
+    return alive;
+}
+
+/* Removes everything inside the directory `fd` (closed here); 0 when it is all gone. */
+static int wipe(int fd, int depth) {
+    DIR *dir = fdopendir(fd);
+    if (dir == NULL) {
+        close(fd);
+        return -1;
+    }
+    int failed = 0;
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL) {
+        const char *name = entry->d_name;
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) continue;
+        struct stat info;
+        if (fstatat(fd, name, &info, AT_SYMLINK_NOFOLLOW) != 0) {
+            failed = 1;
+            continue;
+        }
+        if (S_ISDIR(info.st_mode)) {
+            if (depth >= WIPE_MAX_DEPTH) {
+                failed = 1;
+                continue;
+            }
+            fchmodat(fd, name, 0700, 0); /* the program may have locked itself out of it */
+            int child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (child < 0 || wipe(child, depth + 1) != 0) failed = 1;
+        }
+        if (unlinkat(fd, name, S_ISDIR(info.st_mode) ? AT_REMOVEDIR : 0) != 0) failed = 1;
+    }
+    closedir(dir);
+    return failed ? -1 : 0;
+}
+
+/* SysV IPC objects live in the sandbox's IPC namespace, outside any directory. */
+static int ipc_objects(void) {
+    static const char *const tables[] = {"/proc/sysvipc/shm", "/proc/sysvipc/msg", "/proc/sysvipc/sem"};
+    int count = 0;
+    for (size_t i = 0; i < sizeof tables / sizeof *tables; i++) {
+        FILE *file = fopen(tables[i], "re");
+        if (file == NULL) continue;
+        int c, lines = 0;
+        while ((c = fgetc(file)) != EOF) lines += c == '\n';
+        fclose(file);
+        if (lines > 1) count += lines - 1; /* the first line is the heading */
+    }
+    return count;
+}
+
+/* Times the pids cgroup refused a fork (cgroup v1 or v2); -1 if not visible. */
+static long pids_refusals(void) {
+    static const char *const counters[] = {
+        "/sys/fs/cgroup/pids/pids.events",
+        "/sys/fs/cgroup/pids.events",
+    };
+    for (size_t i = 0; i < sizeof counters / sizeof *counters; i++) {
+        FILE *file = fopen(counters[i], "re");
+        if (file == NULL) continue;
+        char name[64];
+        long value = -1;
+        int found = fscanf(file, "%63s %ld", name, &value) == 2 && strcmp(name, "max") == 0;
+        fclose(file);
+        if (found) return value;
+    }
+    return -1;
+}
+
+/* Kills what the program left, wipes every scratch directory and says what, if anything,
+ * the program did to the sandbox that the next program must not inherit (NULL: nothing). */
+static const char *reset(long pids_before) {
+    const char *damage = NULL;
+    if (kill_the_rest() > 0) damage = "left processes running";
+    long pids_after = pids_refusals();
+    if (pids_before >= 0 && pids_after > pids_before && damage == NULL)
+        damage = "hit the process limit";
+    for (size_t i = 0; i < sizeof scratch_dirs / sizeof *scratch_dirs; i++) {
+        struct statvfs space;
+        if (statvfs(scratch_dirs[i], &space) == 0 && damage == NULL &&
+            ((space.f_blocks > 0 && space.f_bavail == 0) || (space.f_files > 0 && space.f_favail == 0)))
+            damage = "filled a scratch file system"; /* (mqueue has neither blocks nor inodes) */
+        int fd = open(scratch_dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) continue; /* not mounted in this sandbox */
+        if (wipe(fd, 0) != 0 && damage == NULL) damage = "left files that cannot be removed";
+    }
+    chmod(scratch_dirs[0], 0700); /* the working directory is the program's own to chmod */
+    if (ipc_objects() > 0 && damage == NULL) damage = "left SysV IPC objects";
+    return damage;
+}
+
+/* -- one program ---------------------------------------------------------------------- */
+
+/* Runs the program whose files are written; returns its exit code (128 + signal). In batch
+ * mode `damage` receives what the reset found (NULL: the sandbox is clean for the next). */
+static int run_program(char **command, int stdin_fd, const char **damage) {
     long oom_before = oom_kills();
+    long pids_before = damage != NULL ? pids_refusals() : -1;
     pid_t child = fork();
     if (child < 0) {
         setup_error("cannot fork", command[0], errno);
+        if (damage != NULL) *damage = "could not fork";
         return SETUP_FAILED;
     }
-    if (child == 0) exec_child(command);
-    close(0);
+    if (child == 0) exec_child(command, stdin_fd);
+    if (stdin_fd >= 0) close(stdin_fd);
+    else close(0);
     for (;;) {
         int status;
         struct rusage usage;
@@ -234,17 +395,64 @@ int main(int argc, char **argv) {
         }
         if (pid != child) continue; /* a reparented orphan: reaped, nothing to report */
         int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        /* Before the trailer: nothing the program left may write after it. */
+        const char *found = damage != NULL ? reset(pids_before) : NULL;
         long oom_after = oom_kills();
-        char kills[32] = "null", signal_number[16] = "null", json[512];
+        char kills[32] = "null", signal_number[16] = "null", damaged[96] = "null", json[640];
         if (oom_before >= 0 && oom_after >= 0) snprintf(kills, sizeof kills, "%ld", oom_after - oom_before);
         if (WIFSIGNALED(status)) snprintf(signal_number, sizeof signal_number, "%d", WTERMSIG(status));
+        if (found != NULL) snprintf(damaged, sizeof damaged, "\"%s\"", found);
         double cpu = (double)usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 +
                      (double)usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
         snprintf(json, sizeof json,
                  "{\"exit_code\": %d, \"signal\": %s, \"cpu_time_seconds\": %.6f, "
-                 "\"peak_memory_bytes\": %ld, \"oom_kills\": %s}",
-                 code, signal_number, cpu, usage.ru_maxrss * 1024L, kills);
+                 "\"peak_memory_bytes\": %ld, \"oom_kills\": %s, \"damage\": %s}",
+                 code, signal_number, cpu, usage.ru_maxrss * 1024L, kills, damaged);
         trailer(json);
+        if (damage != NULL) *damage = found;
         return code;
     }
+}
+
+/* Batch mode: programs one after another until stdin ends (0) or one damages the sandbox. */
+static int run_batch(char **command) {
+    if (getpid() != 1) { /* the reset kills every process it can signal */
+        say("assay: batch mode runs only as a sandbox's PID 1\n");
+        return SETUP_FAILED;
+    }
+    for (;;) {
+        if (read_header() != 0) return SETUP_FAILED;
+        int stdin_fd = read_stdin_file();
+        if (stdin_fd < 0) return SETUP_FAILED;
+        const char *damage = NULL;
+        run_program(command, stdin_fd, &damage);
+        if (damage != NULL) return SETUP_FAILED; /* the engine replaces this sandbox */
+        char magic[MAGIC_SIZE];
+        ssize_t got = read(0, magic, 1);
+        if (got == 0) return 0; /* the engine closed the batch */
+        if (got < 0 || read_exact(magic + 1, MAGIC_SIZE - 1) != 0 ||
+            memcmp(magic, BATCH_MAGIC, MAGIC_SIZE) != 0) {
+            say("assay: bad sandbox header\n");
+            return SETUP_FAILED;
+        }
+    }
+}
+
+int main(int argc, char **argv) {
+    static char *fallback[] = {"python3", "main.py", NULL};
+    char **command = argc > 1 ? argv + 1 : fallback;
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+
+    char magic[MAGIC_SIZE];
+    if (read_exact(magic, MAGIC_SIZE) != 0) {
+        say("assay: bad sandbox header\n");
+        return SETUP_FAILED;
+    }
+    if (memcmp(magic, BATCH_MAGIC, MAGIC_SIZE) == 0) return run_batch(command);
+    if (memcmp(magic, SINGLE_MAGIC, MAGIC_SIZE) != 0) {
+        say("assay: bad sandbox header\n");
+        return SETUP_FAILED;
+    }
+    if (read_header() != 0) return SETUP_FAILED;
+    return run_program(command, -1, NULL);
 }

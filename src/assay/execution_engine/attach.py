@@ -1,0 +1,176 @@
+"""The conversation with a sandbox over Docker's attach socket: sending the program in,
+reading its output back, and the verdict from what came back.
+
+Blocking socket I/O, run on the engine's worker threads; no Docker API calls.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+from assay.errors import SandboxError
+from assay.execution_engine.models import ExecutionResult, ExecutionStatus
+from assay.execution_engine.output import CollectedOutput, OutputCollector
+
+__all__ = ["SIGKILL", "Emit", "Outcome", "encode_payload", "pump", "verdict", "write_stdin"]
+
+SIGKILL = 9
+Outcome = Literal["exited", "timeout", "output_limit", "cancelled"]
+Emit = Callable[[Literal["stdout", "stderr"], bytes], None]
+
+_INLINE_WRITE_LIMIT = 64 * 1024
+_FRAME_HEADER = struct.Struct(">BxxxI")
+_STREAMS: dict[int, Literal["stdout", "stderr"]] = {1: "stdout", 2: "stderr"}
+
+
+def encode_payload(files: dict[str, str], nonce: str, *, stdin: bytes | None = None) -> bytes:
+    """What the sandbox's PID 1 (``sandbox_init.c``) reads from stdin before running a program.
+
+    ``stdin=None``: one program, whose stdin is whatever follows (``ASSAY2``). Otherwise a
+    frame of batch mode (``ASSAYB``): the program's stdin is inside the frame, and the next
+    frame may follow."""
+    if len(nonce) != 32:  # the supervisor reads exactly 32 hex digits
+        raise ValueError("the nonce must be 32 hex digits")
+    parts = [nonce.encode()]
+    for path, text in files.items():
+        for field_ in (path.encode(), text.encode()):
+            parts += [b"%010d" % len(field_), field_]
+    header = b"".join(parts)
+    if stdin is None:
+        return b"ASSAY2" + b"%010d" % len(header) + header
+    return b"ASSAYB" + b"%010d" % len(header) + header + b"%010d" % len(stdin) + stdin
+
+
+def write_stdin(sock: socket.socket, payload: bytes, *, close: bool) -> threading.Thread | None:
+    """Send the payload; with ``close``, then close our writing side (the program sees EOF).
+
+    Large payloads go from a thread, so a program that writes before reading cannot deadlock
+    against us."""
+
+    def send() -> None:
+        try:
+            sock.sendall(payload)
+            if close:
+                sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the program (or its sandbox) exited without reading all of it
+
+    if len(payload) <= _INLINE_WRITE_LIMIT:
+        send()
+        return None
+    thread = threading.Thread(target=send, name="assay-stdin", daemon=True)
+    thread.start()
+    return thread
+
+
+def pump(
+    sock: socket.socket,
+    collector: OutputCollector,
+    deadline: float,
+    cancelled: threading.Event,
+    emit: Emit | None,
+) -> Outcome:
+    """Demultiplex Docker's attach stream until the trailer, EOF, the deadline, the output
+    cap, or cancellation. Stops right after the frame that completes the trailer: in batch
+    mode the next program's output follows on the same socket."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    pending = bytearray()
+    while True:
+        if cancelled.is_set():
+            return "cancelled"
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return "timeout"
+        if not poller.poll(min(remaining, 0.5) * 1000):
+            continue
+        # Never read past the frame in progress: what follows it belongs to the next program.
+        want = _FRAME_HEADER.size - len(pending)
+        if want <= 0:
+            _, size = _FRAME_HEADER.unpack_from(pending)
+            want = _FRAME_HEADER.size + size - len(pending)
+        try:
+            chunk = sock.recv(min(want, 256 * 1024))
+        except OSError:
+            chunk = b""
+        if not chunk:
+            return "cancelled" if cancelled.is_set() else "exited"
+        pending += chunk
+        outcome = _deliver(pending, collector, emit)
+        if outcome is not None:
+            return outcome
+
+
+def _deliver(pending: bytearray, collector: OutputCollector, emit: Emit | None) -> Outcome | None:
+    """Consume the complete frame at the start of ``pending``; an outcome if the run ended."""
+    if len(pending) < _FRAME_HEADER.size:
+        return None
+    kind, size = _FRAME_HEADER.unpack_from(pending)
+    end = _FRAME_HEADER.size + size
+    if len(pending) < end:
+        return None
+    data = bytes(pending[_FRAME_HEADER.size : end])
+    del pending[:end]
+    stream = _STREAMS.get(kind)
+    if stream is None:
+        return None
+    if not collector.feed(stream, data):
+        return "output_limit"
+    if emit is not None:
+        visible = collector.live(stream, data)
+        if visible:
+            emit(stream, visible)
+    if collector.ended:  # every byte the program wrote has arrived
+        return "exited"
+    return None
+
+
+def verdict(
+    outcome: Outcome,
+    exit_code: int | None,
+    oom_killed: bool,
+    output: CollectedOutput,
+    duration: float,
+) -> ExecutionResult:
+    """The result of one program from how its run ended and what came back.
+
+    ``exit_code`` and ``oom_killed``: Docker's view, used when the trailer is missing.
+
+    Raises:
+        SandboxError: neither the trailer nor Docker says how the program ended.
+    """
+    trailer = output.trailer
+    common: dict[str, Any] = {
+        "stdout": output.stdout.decode(errors="replace"),
+        "stderr": output.stderr.decode(errors="replace"),
+        "stdout_truncated": output.stdout_truncated,
+        "stderr_truncated": output.stderr_truncated,
+        "duration_seconds": round(duration, 6),
+        "cpu_time_seconds": trailer.cpu_time_seconds if trailer else None,
+        "peak_memory_bytes": trailer.peak_memory_bytes if trailer else None,
+    }
+    if outcome == "timeout":
+        return ExecutionResult(status=ExecutionStatus.TIMEOUT, signal=SIGKILL, **common)
+    if outcome == "output_limit":
+        return ExecutionResult(status=ExecutionStatus.OUTPUT_LIMIT, signal=SIGKILL, **common)
+    if trailer is not None and trailer.setup_error:
+        return ExecutionResult(status=ExecutionStatus.ERROR, error=trailer.setup_error, **common)
+    if trailer is not None and trailer.exit_code is not None:
+        code, signal = trailer.exit_code, trailer.signal
+    elif exit_code is not None:  # no usable trailer (PID 1 failed, or its line was lost)
+        code, signal = exit_code, exit_code - 128 if 128 < exit_code <= 192 else None
+    else:
+        raise SandboxError("the sandbox ended without a verdict")
+    if oom_killed:
+        status = ExecutionStatus.OOM
+    elif output.over_limit:  # exited by itself, a few bytes over the cap
+        status = ExecutionStatus.OUTPUT_LIMIT
+    else:
+        status = ExecutionStatus.COMPLETED if code == 0 else ExecutionStatus.FAILED
+    return ExecutionResult(status=status, exit_code=code, signal=signal, **common)
