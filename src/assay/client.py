@@ -11,7 +11,14 @@ from typing import Any
 
 import httpx
 
-from assay.api.schemas import BatchOut, EvaluationList, EvaluationOut, EventOut, QueueOut
+from assay.api.schemas import (
+    BatchOut,
+    EvaluationList,
+    EvaluationOut,
+    EventOut,
+    Isolation,
+    QueueOut,
+)
 from assay.errors import (
     ApiError,
     AssayError,
@@ -139,12 +146,17 @@ class AssayClient:
         return EvaluationOut.model_validate(_check(response).json())
 
     def submit_batch(
-        self, evaluations: list[dict[str, Any]], *, idempotency_key: str | None = None
+        self,
+        evaluations: list[dict[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+        isolation: Isolation = "evaluation",
     ) -> list[EvaluationOut]:
+        """Submit evaluations as one batch; ``isolation="batch"`` lets them share sandboxes
+        of this batch alone (reset between programs)."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        response = self._http.post(
-            f"{_PREFIX}/evaluations/batch", json={"evaluations": evaluations}, headers=headers
-        )
+        body = {"evaluations": evaluations, "isolation": isolation}
+        response = self._http.post(f"{_PREFIX}/evaluations/batch", json=body, headers=headers)
         return BatchOut.model_validate(_check(response).json()).evaluations
 
     def get(self, evaluation_id: str, *, wait: float | None = None) -> EvaluationOut:
@@ -251,12 +263,17 @@ class AsyncAssayClient:
         return EvaluationOut.model_validate(_check(response).json())
 
     async def submit_batch(
-        self, evaluations: list[dict[str, Any]], *, idempotency_key: str | None = None
+        self,
+        evaluations: list[dict[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+        isolation: Isolation = "evaluation",
     ) -> list[EvaluationOut]:
+        """Submit evaluations as one batch; ``isolation="batch"`` lets them share sandboxes
+        of this batch alone (reset between programs)."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        response = await self._http.post(
-            f"{_PREFIX}/evaluations/batch", json={"evaluations": evaluations}, headers=headers
-        )
+        body = {"evaluations": evaluations, "isolation": isolation}
+        response = await self._http.post(f"{_PREFIX}/evaluations/batch", json=body, headers=headers)
         return BatchOut.model_validate(_check(response).json()).evaluations
 
     async def get(self, evaluation_id: str, *, wait: float | None = None) -> EvaluationOut:

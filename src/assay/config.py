@@ -135,6 +135,8 @@ class QueueSettings(BaseModel):
     retry_after_seconds: int = Field(default=5, ge=1)
     #: Runs of one evaluation interrupted by platform restarts before it ends as ``error``.
     max_attempts: int = Field(default=3, ge=1)
+    #: Batch isolation: a batch's sandbox idle this long (its batch done) is destroyed.
+    batch_sandbox_idle_seconds: float = Field(default=2.0, gt=0, le=600)
 
 
 class ApiSettings(BaseModel):

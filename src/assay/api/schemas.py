@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from assay.execution_engine import ExecutionRequest
-from assay.storage import Evaluation, EvaluationStatus, Event
+from assay.storage import Evaluation, EvaluationStatus, Event, Isolation
 
 __all__ = [
     "BatchCreate",
@@ -18,6 +18,7 @@ __all__ = [
     "EvaluationList",
     "EvaluationOut",
     "EventOut",
+    "Isolation",
     "QueueOut",
 ]
 
@@ -62,6 +63,14 @@ class BatchCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     evaluations: list[EvaluationCreate] = Field(min_length=1)
+    isolation: Isolation = Field(
+        default="evaluation",
+        description=(
+            "evaluation: a fresh sandbox for each evaluation. batch: the batch's evaluations "
+            "run one after another in sandboxes of this batch alone, reset between them; much "
+            "faster for many short programs of one submitter (see docs/batch-isolation.md)."
+        ),
+    )
 
 
 class RequestOut(BaseModel):
@@ -88,6 +97,8 @@ class EvaluationOut(BaseModel):
     finished_at: datetime | None
     attempts: int
     executor: str | None
+    batch_id: str | None = Field(default=None, description="The batch it was submitted in.")
+    isolation: Isolation = "evaluation"
     exit_code: int | None = None
     signal: int | None = None
     stdout: str | None = None
@@ -133,6 +144,8 @@ class EvaluationOut(BaseModel):
             finished_at=evaluation.finished_at,
             attempts=evaluation.attempts,
             executor=evaluation.executor,
+            batch_id=evaluation.batch_id,
+            isolation=evaluation.isolation,
             request=request,
             **result,
         )
@@ -144,6 +157,8 @@ class EvaluationList(BaseModel):
 
 
 class BatchOut(BaseModel):
+    batch_id: str = Field(description="Shared by the batch's evaluations (a replay's: the first).")
+    isolation: Isolation
     evaluations: list[EvaluationOut]
 
 

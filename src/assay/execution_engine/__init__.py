@@ -2,7 +2,12 @@
 
 from typing import TYPE_CHECKING, Any
 
-from assay.execution_engine.interface import EngineHealth, ExecutionInterface, OutputCallback
+from assay.execution_engine.interface import (
+    BatchSandbox,
+    EngineHealth,
+    ExecutionInterface,
+    OutputCallback,
+)
 from assay.execution_engine.models import (
     ExecutionRequest,
     ExecutionResult,
@@ -12,6 +17,7 @@ from assay.execution_engine.models import (
 )
 
 __all__ = [
+    "BatchSandbox",
     "EngineHealth",
     "ExecutionInterface",
     "ExecutionRequest",

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from assay.config import ExecutionSettings
 from assay.execution_engine.docker_engine import DockerEngine
-from assay.execution_engine.interface import EngineHealth, ExecutionInterface, OutputCallback
+from assay.execution_engine.interface import (
+    BatchSandbox,
+    EngineHealth,
+    ExecutionInterface,
+    OutputCallback,
+)
 from assay.execution_engine.models import ExecutionRequest, ExecutionResult
 from assay.execution_engine.pool import PoolStats
 
@@ -29,6 +34,9 @@ class LocalExecutionEngine(ExecutionInterface):
         self, request: ExecutionRequest, *, on_output: OutputCallback | None = None
     ) -> ExecutionResult:
         return await self.engine.execute(request, on_output=on_output)
+
+    def batch_sandbox(self) -> BatchSandbox:
+        return self.engine.batch_sandbox()
 
     async def pool_stats(self) -> list[PoolStats]:
         return await self.engine.pool_stats()

@@ -19,6 +19,7 @@ from assay.errors import (
 )
 from assay.execution_engine import ExecutionInterface, ExecutionResult
 from assay.monitoring import EventBus, Metrics
+from assay.queue.batches import BatchSandboxes
 from assay.queue.interface import EvaluationQueue, QueueStats
 from assay.queue.output import OutputSink
 from assay.storage import Evaluation, EvaluationStatus, NewEvaluation, Outcome, Storage
@@ -64,6 +65,9 @@ class LocalQueue(EvaluationQueue):
         self._engine_failures = 0
         self._engine_ok = asyncio.Event()
         self._engine_ok.set()
+        self._batch_sandboxes = BatchSandboxes(
+            engine, limit=settings.concurrency, idle_seconds=settings.batch_sandbox_idle_seconds
+        )
 
     async def start(self) -> None:
         requeued, ended = await self._storage.recover_interrupted(self._settings.max_attempts)
@@ -92,6 +96,7 @@ class LocalQueue(EvaluationQueue):
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers = []
+        await self._batch_sandboxes.close()
 
     async def submit(self, new: Sequence[NewEvaluation]) -> list[tuple[Evaluation, bool]]:
         try:
@@ -167,7 +172,7 @@ class LocalQueue(EvaluationQueue):
         self._metrics.queue_wait.observe((started - evaluation.created_at).total_seconds())
         sink = OutputSink(self._storage, self._bus, evaluation.id)
         try:
-            result = await self._engine.execute(evaluation.request, on_output=sink.add)
+            result = await self._run(evaluation, sink)
         except asyncio.CancelledError:
             await sink.close()
             await self._interrupted(evaluation)
@@ -185,6 +190,16 @@ class LocalQueue(EvaluationQueue):
             self._engine_failures = 0
             outcome = _outcome(result)
         await self._record(evaluation, outcome, output=await sink.drain())
+
+    async def _run(self, evaluation: Evaluation, sink: OutputSink) -> ExecutionResult:
+        batch_id = evaluation.batch_id
+        if evaluation.isolation != "batch" or batch_id is None:
+            return await self._engine.execute(evaluation.request, on_output=sink.add)
+        sandbox = self._batch_sandboxes.take(batch_id)
+        try:
+            return await sandbox.execute(evaluation.request, on_output=sink.add)
+        finally:
+            self._batch_sandboxes.give_back(batch_id, sandbox)
 
     async def _engine_down(self, evaluation: Evaluation, exc: ExecutionError) -> None:
         """Put the evaluation back and pause every worker for a while: the engine, not the

@@ -66,6 +66,10 @@ class EvaluationRow(Base):
     finished_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     executor: Mapped[str | None] = mapped_column(String(128))
+    batch_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    isolation: Mapped[str] = mapped_column(
+        String(16), default="evaluation", server_default="evaluation"
+    )
 
     __table_args__ = (Index("ix_evaluations_status_priority_seq", "status", "priority", "seq"),)
 

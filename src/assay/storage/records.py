@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from assay.execution_engine import ExecutionRequest
 
@@ -15,6 +15,7 @@ __all__ = [
     "Evaluation",
     "EvaluationStatus",
     "Event",
+    "Isolation",
     "NewEvaluation",
     "Outcome",
     "Page",
@@ -43,12 +44,20 @@ TERMINAL_STATUSES = frozenset(EvaluationStatus) - {
 }
 
 
+#: ``evaluation``: a fresh sandbox for each evaluation (the default). ``batch``: a batch's
+#: evaluations may run one after another in a sandbox of that batch, reset between them.
+Isolation = Literal["evaluation", "batch"]
+
+
 @dataclass(frozen=True, slots=True)
 class NewEvaluation:
     request: ExecutionRequest
     priority: int = 0
     labels: dict[str, str] = field(default_factory=dict)
     idempotency_key: str | None = None
+    #: The submission this evaluation came in with, when it came in a batch.
+    batch_id: str | None = None
+    isolation: Isolation = "evaluation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +92,8 @@ class Evaluation:
     finished_at: datetime | None
     attempts: int
     executor: str | None
+    batch_id: str | None = None
+    isolation: Isolation = "evaluation"
 
 
 @dataclass(frozen=True, slots=True)

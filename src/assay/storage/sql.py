@@ -73,6 +73,8 @@ def request_hash(new: NewEvaluation) -> str:
         "priority": new.priority,
         "labels": new.labels,
     }
+    if new.isolation != "evaluation":  # keeps the hashes stored before isolation existed
+        body["isolation"] = new.isolation
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -271,6 +273,8 @@ class SqlStorage(Storage):
                     labels=dict(item.labels),
                     idempotency_key=item.idempotency_key,
                     request_hash=digest,
+                    batch_id=item.batch_id,
+                    isolation=item.isolation,
                     created_at=now,
                     attempts=0,
                     stdout_truncated=False,
@@ -606,6 +610,8 @@ def _evaluation(row: EvaluationRow) -> Evaluation:
         finished_at=_utc(row.finished_at),
         attempts=row.attempts,
         executor=row.executor,
+        batch_id=row.batch_id,
+        isolation="batch" if row.isolation == "batch" else "evaluation",
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -22,7 +23,7 @@ from assay.api.schemas import (
 from assay.app import Platform
 from assay.errors import InvalidRequestError
 from assay.execution_engine import resolve_request
-from assay.storage import EvaluationStatus, NewEvaluation
+from assay.storage import EvaluationStatus, Isolation, NewEvaluation
 
 __all__ = ["router"]
 
@@ -50,11 +51,23 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _new(platform: Platform, body: EvaluationCreate, key: str | None) -> NewEvaluation:
+def _new(
+    platform: Platform,
+    body: EvaluationCreate,
+    key: str | None,
+    *,
+    batch_id: str | None = None,
+    isolation: Isolation = "evaluation",
+) -> NewEvaluation:
     request = body.execution_request()
     resolve_request(request, platform.settings.execution)  # raises naming the bad field
     return NewEvaluation(
-        request=request, priority=body.priority, labels=body.labels, idempotency_key=key
+        request=request,
+        priority=body.priority,
+        labels=body.labels,
+        idempotency_key=key,
+        batch_id=batch_id,
+        isolation=isolation,
     )
 
 
@@ -92,24 +105,31 @@ async def submit_batch(
     body: BatchCreate, platform: PlatformDep, idempotency_key: IdempotencyKey = None
 ) -> BatchOut:
     """Queue several evaluations at once, all or none. An Idempotency-Key applies to each
-    evaluation as ``<key>:<index>``."""
+    evaluation as ``<key>:<index>``. With ``isolation: batch`` they may share sandboxes of
+    this batch alone, reset between programs."""
     limit = platform.settings.api.max_batch_size
     if len(body.evaluations) > limit:
         raise InvalidRequestError(
             f"batch has {len(body.evaluations)} evaluations; the limit is {limit}",
             field="evaluations",
         )
+    batch_id = str(uuid.uuid4())
     new = []
     for index, item in enumerate(body.evaluations):
         key = None if idempotency_key is None else f"{idempotency_key}:{index}"
         try:
-            new.append(_new(platform, item, key))
+            new.append(_new(platform, item, key, batch_id=batch_id, isolation=body.isolation))
         except InvalidRequestError as exc:
             raise InvalidRequestError(
                 f"evaluations[{index}]: {exc.message}", field=f"evaluations[{index}].{exc.field}"
             ) from exc
     results = await platform.queue.submit(new)
-    return BatchOut(evaluations=[EvaluationOut.of(evaluation) for evaluation, _ in results])
+    first = results[0][0]
+    return BatchOut(
+        batch_id=first.batch_id or batch_id,
+        isolation=first.isolation,
+        evaluations=[EvaluationOut.of(evaluation) for evaluation, _ in results],
+    )
 
 
 @router.get("", response_model=EvaluationList, responses=_ERRORS)
