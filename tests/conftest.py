@@ -26,6 +26,7 @@ from assay.execution_engine.local import LocalExecutionEngine
 from assay.executor_service import create_executor_app
 from tests.sandbox import (
     TEST_ENGINE_PREFIX,
+    BatchedEngine,
     cold,
     idle_sandbox_containers,
     make_settings,
@@ -73,13 +74,15 @@ def settings() -> ExecutionSettings:
     return make_settings()
 
 
-@pytest.fixture(params=["pooled", "cold"])
+@pytest.fixture(params=["pooled", "cold", "batch"])
 async def engine(
     settings: ExecutionSettings, request: pytest.FixtureRequest
 ) -> AsyncIterator[DockerEngine]:
-    """A started DockerEngine, taking sandboxes from its warm pool or creating each one;
-    afterwards, checks that none of its containers is left."""
-    docker_engine = DockerEngine(settings if request.param == "pooled" else cold(settings))
+    """A started DockerEngine, taking sandboxes from its warm pool, creating each one, or
+    (batch) running every program in a batch sandbox after another program; afterwards,
+    checks that none of its containers is left."""
+    engines = {"pooled": DockerEngine, "cold": DockerEngine, "batch": BatchedEngine}
+    docker_engine = engines[request.param](cold(settings) if request.param == "cold" else settings)
     try:
         await docker_engine.start()
     except ExecutionError as exc:

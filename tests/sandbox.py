@@ -10,12 +10,14 @@ from pathlib import Path
 
 from assay.config import ExecutionSettings, Settings
 from assay.execution_engine import (
+    EngineHealth,
     ExecutionInterface,
     ExecutionRequest,
     ExecutionResult,
     ExecutionStatus,
 )
-from assay.execution_engine.docker_engine import INIT_PATH, SANDBOX_UID
+from assay.execution_engine.docker_engine import INIT_PATH, SANDBOX_UID, DockerEngine
+from assay.execution_engine.interface import BatchSandbox, OutputCallback
 
 TEST_ENGINE_PREFIX = "test-"
 
@@ -44,6 +46,59 @@ def make_settings(**overrides: object) -> ExecutionSettings:
 def cold(settings: ExecutionSettings) -> ExecutionSettings:
     """The same settings without a warm pool: every execution creates its sandbox."""
     return ExecutionSettings.model_validate({**settings.model_dump(), "pool": {"size": 0}})
+
+
+#: What BatchedEngine runs before each program, in the same batch sandbox.
+PRIMER = "import os\nopen('/tmp/primer', 'w').write('x')\nprint('primed')"
+
+
+async def run_primed(
+    batch: BatchSandbox, request: ExecutionRequest, on_output: OutputCallback | None
+) -> ExecutionResult:
+    """``request`` in ``batch`` right after a primer program with the same limits, so that it
+    runs in a sandbox that has already run another program."""
+    limits = {"memory_mb": request.memory_mb, "cpus": request.cpus}
+    primer = await batch.execute(ExecutionRequest(code=PRIMER, **limits))
+    assert (primer.status, primer.stdout) == (ExecutionStatus.COMPLETED, "primed\n"), primer
+    return await batch.execute(request, on_output=on_output)
+
+
+class BatchedEngine(DockerEngine):
+    """A DockerEngine whose ``execute`` goes through one batch sandbox, each program after a
+    primer (the security suite in batch isolation)."""
+
+    _batch: BatchSandbox | None = None
+
+    async def execute(
+        self, request: ExecutionRequest, *, on_output: OutputCallback | None = None
+    ) -> ExecutionResult:
+        if self._batch is None:
+            self._batch = self.batch_sandbox()
+        return await run_primed(self._batch, request, on_output)
+
+
+class InBatch(ExecutionInterface):
+    """Any engine with ``execute`` going through one of its batch sandboxes, each program
+    after a primer (the contract suite in batch isolation, local and remote)."""
+
+    def __init__(self, engine: ExecutionInterface) -> None:
+        self.engine = engine
+        self._batch = engine.batch_sandbox()
+
+    async def execute(
+        self, request: ExecutionRequest, *, on_output: OutputCallback | None = None
+    ) -> ExecutionResult:
+        return await run_primed(self._batch, request, on_output)
+
+    async def start(self) -> None:
+        await self.engine.start()
+
+    async def check_health(self) -> EngineHealth:
+        return await self.engine.check_health()
+
+    async def close(self) -> None:
+        await self._batch.close()
+        await self.engine.close()
 
 
 async def run(engine: ExecutionInterface, code: str, **limits: object) -> ExecutionResult:

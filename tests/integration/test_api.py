@@ -168,6 +168,48 @@ async def test_batch_submits_all_or_none(server: RunningServer) -> None:
         assert page.items == [], "a refused batch stores nothing"
 
 
+async def test_batch_isolation_shares_containers_within_a_batch_only(
+    server: RunningServer,
+) -> None:
+    tail = {3: "import sys; sys.exit(3)", 5: "hog = []\nwhile True: hog.append(b'x' * 10**6)"}
+    programs = [
+        {"code": PRINT_CONTAINER_ID + tail.get(i, f"print('program {i}')"), "labels": {"i": str(i)}}
+        for i in range(10)
+    ]
+    async with server.client() as client:
+        first = await client.submit_batch(programs, isolation="batch")
+        other = await client.submit_batch(programs[:4], isolation="batch")
+        results = [await client.wait(e.id, timeout=60) for e in first]
+        others = [await client.wait(e.id, timeout=60) for e in other]
+        events = [[e.type async for e in client.events(r.id)] for r in results]
+    statuses = [r.status for r in results]
+    assert statuses[3] == "failed" and results[3].exit_code == 3
+    assert statuses[5] == "oom"
+    assert statuses.count("completed") == 8
+    for i, result in enumerate(results):
+        if i not in tail:
+            assert result.stdout is not None and result.stdout.endswith(f"program {i}\n")
+    assert len({r.batch_id for r in results}) == 1 and results[0].batch_id is not None
+    assert {r.isolation for r in results} == {"batch"}
+    assert all(e[0] == "queued" and "started" in e and e[-1] == "finished" for e in events)
+    containers = {str(r.stdout).split()[0] for r in results}
+    # One sandbox per worker (concurrency 2); an out-of-memory program does not cost one.
+    assert len(containers) <= 2, containers
+    assert containers.isdisjoint({str(r.stdout).split()[0] for r in others}), (
+        "two batches never share a container"
+    )
+
+
+async def test_isolation_is_checked(server: RunningServer) -> None:
+    body = {"evaluations": [{"code": "print(1)"}], "isolation": "shared"}
+    response = await raw(server, "POST", "/api/v1/evaluations/batch", json=body)
+    assert "isolation" in assert_error(response, 422, "validation_error")
+    default = await raw(
+        server, "POST", "/api/v1/evaluations/batch", json={**body, "isolation": "evaluation"}
+    )
+    assert default.status_code == 202 and default.json()["isolation"] == "evaluation"
+
+
 @pytest.mark.parametrize("server", [{"api": {"max_batch_size": 2}}], indirect=True)
 async def test_batch_size_is_capped(server: RunningServer) -> None:
     response = await raw(

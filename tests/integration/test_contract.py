@@ -22,31 +22,41 @@ from tests.conftest import (
     leftover_containers,
     running_executor,
 )
-from tests.sandbox import PRINT_CONTAINER_ID, cold, make_settings, run, sandbox_processes
+from tests.sandbox import (
+    PRINT_CONTAINER_ID,
+    InBatch,
+    cold,
+    make_settings,
+    run,
+    sandbox_processes,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
 
-@pytest.fixture(params=["local", "local-cold", "remote"])
+@pytest.fixture(params=["local", "local-cold", "local-batch", "remote", "remote-batch"])
 async def engine(
     request: pytest.FixtureRequest, settings: ExecutionSettings
 ) -> AsyncIterator[ExecutionInterface]:
     """The same contract on the local engine, warm (pooled) and cold, and on the remote one
-    (pooled) through an executor service on a real socket."""
+    (pooled) through an executor service on a real socket; ``-batch``: in batch isolation,
+    every program in a batch sandbox that has just run another program."""
+    batched = request.param.endswith("-batch")
     if request.param.startswith("local"):
-        local = DockerEngine(settings if request.param == "local" else cold(settings))
+        local = DockerEngine(cold(settings) if request.param == "local-cold" else settings)
         try:
             await local.start()
         except ExecutionError as exc:
             await local.close()
             docker_unavailable(exc.message)
-        yield local
+        yield InBatch(local) if batched else local
         await local.close()
     else:
         async with running_executor(settings) as url:
             remote = RemoteExecutionEngine([url], token=EXECUTOR_TOKEN, settings=settings)
-            yield remote
-            await remote.close()
+            engine = InBatch(remote) if batched else remote
+            yield engine
+            await engine.close()
     assert leftover_containers(settings.engine_id) == [], "a sandbox container was left behind"
 
 

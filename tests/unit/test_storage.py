@@ -135,3 +135,34 @@ async def test_api_keys_are_stored_hashed_and_revocable(
     await storage.revoke_api_key(key.id)
     assert await storage.verify_api_key(secret) is None
     assert not await storage.has_active_api_keys()
+
+
+async def test_the_migrations_build_exactly_the_models(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata  # noqa: PLC0415
+    from alembic.migration import MigrationContext  # noqa: PLC0415
+    from sqlalchemy import create_engine  # noqa: PLC0415
+
+    from assay.storage.models import Base  # noqa: PLC0415
+
+    path = tmp_path / "compare.db"
+    sql = SqlStorage(f"sqlite:///{path}")
+    await sql.start()
+    await sql.close()
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    engine.dispose()
+    assert differences == [], "a model changed without a migration (or the reverse)"
+
+
+async def test_batch_and_isolation_are_kept(storage: SqlStorage) -> None:
+    created = await storage.create(
+        [new(batch_id="b-1", isolation="batch"), new(idempotency_key="plain")], max_queued=10
+    )
+    (in_batch, _), (plain, _) = created
+    assert (in_batch.batch_id, in_batch.isolation) == ("b-1", "batch")
+    assert (plain.batch_id, plain.isolation) == (None, "evaluation")
+    claimed = await storage.claim_next("w")
+    assert claimed is not None and (claimed.batch_id, claimed.isolation) == ("b-1", "batch")
+    with pytest.raises(IdempotencyConflictError):  # the same key, now asking for less isolation
+        await storage.create([new(idempotency_key="plain", isolation="batch")], max_queued=10)

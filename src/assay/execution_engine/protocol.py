@@ -7,6 +7,11 @@
 * then exactly one of ``{"type": "result", "result": <ExecutionResult>}`` or
   ``{"type": "error", "error": {"code", "message"}}``.
 
+With the header ``X-Assay-Batch-Sandbox: <id>`` the program runs in that batch sandbox of the
+executor (created on first use; ids are chosen by the client, 32 hex digits), after the
+previous programs sent with the same id; ``DELETE /v1/batch-sandboxes/<id>`` destroys it, and
+the executor destroys one left idle for a minute.
+
 A request that fails before it starts (bad token, bad request, no free slot) gets a plain
 JSON error body ``{"error": {"code", "message"}}`` with an HTTP status instead.
 """
@@ -18,6 +23,8 @@ import json
 from typing import Any, Literal
 
 __all__ = [
+    "BATCH_SANDBOXES_PATH",
+    "BATCH_SANDBOX_HEADER",
     "EXECUTIONS_PATH",
     "EXECUTION_ID_HEADER",
     "POOL_PATH",
@@ -32,6 +39,8 @@ EXECUTIONS_PATH = "/v1/executions"
 STREAM_PATH = "/v1/executions/stream"
 #: ``GET``: ``{"pools": [PoolStats fields, ...]}``, the executor's warm pools.
 POOL_PATH = "/v1/pool"
+BATCH_SANDBOXES_PATH = "/v1/batch-sandboxes"
+BATCH_SANDBOX_HEADER = "X-Assay-Batch-Sandbox"
 #: Chosen by the client, so it can cancel (``DELETE /v1/executions/{id}``) what it started.
 EXECUTION_ID_HEADER = "X-Assay-Execution-Id"
 

@@ -27,11 +27,23 @@ from dataclasses import dataclass
 import httpx
 
 from assay.config import ExecutionSettings
-from assay.errors import EngineUnavailableError, ExecutionError, execution_error_from_code
-from assay.execution_engine.interface import EngineHealth, ExecutionInterface, OutputCallback
+from assay.errors import (
+    EngineUnavailableError,
+    ExecutionError,
+    SandboxError,
+    execution_error_from_code,
+)
+from assay.execution_engine.interface import (
+    BatchSandbox,
+    EngineHealth,
+    ExecutionInterface,
+    OutputCallback,
+)
 from assay.execution_engine.models import ExecutionRequest, ExecutionResult, resolve_request
 from assay.execution_engine.pool import PoolStats, merge_pool_stats
 from assay.execution_engine.protocol import (
+    BATCH_SANDBOX_HEADER,
+    BATCH_SANDBOXES_PATH,
     EXECUTION_ID_HEADER,
     EXECUTIONS_PATH,
     POOL_PATH,
@@ -93,19 +105,36 @@ class RemoteExecutionEngine(ExecutionInterface):
     async def execute(
         self, request: ExecutionRequest, *, on_output: OutputCallback | None = None
     ) -> ExecutionResult:
+        return await self._execute(request, on_output, None)
+
+    def batch_sandbox(self) -> BatchSandbox:
+        """A batch sandbox on one executor, chosen by the first program (and changed only
+        when that executor cannot take the next)."""
+        return _RemoteBatchSandbox(self)
+
+    async def _execute(
+        self,
+        request: ExecutionRequest,
+        on_output: OutputCallback | None,
+        sandbox: _RemoteBatchSandbox | None,
+    ) -> ExecutionResult:
         resolved = resolve_request(request, self._settings)  # the same InvalidRequestError
         body = request.model_dump(mode="json")
         timeout = httpx.Timeout(
             10.0, connect=3.0, read=resolved.timeout_seconds + _LIFECYCLE_MARGIN_SECONDS
         )
+        headers = {} if sandbox is None else {BATCH_SANDBOX_HEADER: sandbox.id}
         problems: list[str] = []
         for attempt in range(len(self._executors) + len(_BACKOFF_SECONDS)):
-            executor = await self._choose()
+            pinned = sandbox.executor if sandbox is not None else None
+            executor = pinned if pinned is not None and pinned.healthy else await self._choose()
             if executor is None:
                 problems.append("no executor is healthy")
             else:
-                outcome = await self._try(executor, body, timeout, on_output)
+                outcome = await self._try(executor, body, timeout, on_output, headers)
                 if isinstance(outcome, ExecutionResult):
+                    if sandbox is not None:
+                        await sandbox.moved_to(executor)
                     return outcome
                 problems.append(f"{executor.url}: {outcome}")
             if attempt < len(_BACKOFF_SECONDS):
@@ -120,6 +149,7 @@ class RemoteExecutionEngine(ExecutionInterface):
         body: dict[str, object],
         timeout: httpx.Timeout,
         on_output: OutputCallback | None,
+        headers: dict[str, str],
     ) -> ExecutionResult | str:
         """The result, or why this executor could not start it (safe to try elsewhere).
         Raises once the execution has started and then fails."""
@@ -131,7 +161,7 @@ class RemoteExecutionEngine(ExecutionInterface):
                 "POST",
                 executor.url + STREAM_PATH,
                 json=body,
-                headers={EXECUTION_ID_HEADER: execution_id},
+                headers={EXECUTION_ID_HEADER: execution_id, **headers},
                 timeout=timeout,
             ) as response:
                 if response.status_code == 429:
@@ -175,6 +205,11 @@ class RemoteExecutionEngine(ExecutionInterface):
                 f"executor {executor.url} failed during the execution ({exc!r}); it will be "
                 "run again"
             ) from exc
+
+    async def _close_remote_sandbox(self, executor: _Executor, sandbox_id: str) -> None:
+        """Best effort: an executor that does not answer destroys idle sandboxes itself."""
+        with contextlib.suppress(httpx.HTTPError):
+            await self._http.delete(f"{executor.url}{BATCH_SANDBOXES_PATH}/{sandbox_id}")
 
     async def _cancel_remote(self, executor: _Executor, execution_id: str) -> None:
         with contextlib.suppress(httpx.HTTPError):
@@ -259,6 +294,40 @@ class RemoteExecutionEngine(ExecutionInterface):
 
     async def close(self) -> None:
         await self._http.aclose()
+
+
+class _RemoteBatchSandbox(BatchSandbox):
+    """A batch sandbox held by one executor under an id of ours."""
+
+    def __init__(self, engine: RemoteExecutionEngine) -> None:
+        self._engine = engine
+        self._lock = asyncio.Lock()
+        self._closed = False
+        self.id = secrets.token_hex(16)
+        #: Where the sandbox lives; None until the first program ran.
+        self.executor: _Executor | None = None
+
+    async def execute(
+        self, request: ExecutionRequest, *, on_output: OutputCallback | None = None
+    ) -> ExecutionResult:
+        async with self._lock:
+            if self._closed:
+                raise SandboxError("batch sandbox is closed")
+            return await self._engine._execute(request, on_output, self)
+
+    async def moved_to(self, executor: _Executor) -> None:
+        """The last program ran on ``executor``: the sandbox lives there from now on (one
+        left on another executor, which could not take the program, is destroyed)."""
+        previous, self.executor = self.executor, executor
+        if previous is not None and previous is not executor:
+            await self._engine._close_remote_sandbox(previous, self.id)
+
+    async def close(self) -> None:
+        async with self._lock:
+            self._closed = True
+            if self.executor is not None:
+                await self._engine._close_remote_sandbox(self.executor, self.id)
+                self.executor = None
 
 
 def _error_from(body: bytes, status: int) -> ExecutionError:

@@ -265,6 +265,7 @@ static int read_stdin_file(void) {
 /* What batch mode wipes between programs: every place a program can write. */
 static const char *const scratch_dirs[] = {"/workspace", "/tmp", "/dev/shm", "/dev/mqueue"};
 #define WIPE_MAX_DEPTH 64
+static mode_t workspace_mode = 0700; /* as found when the batch began */
 
 /* Reaps what has already died, then kills everything else in the sandbox (the PID namespace)
  * and reaps it, until nothing but this process is left. Returns how many were still alive. */
@@ -364,7 +365,7 @@ static const char *reset(long pids_before) {
         if (fd < 0) continue; /* not mounted in this sandbox */
         if (wipe(fd, 0) != 0 && damage == NULL) damage = "left files that cannot be removed";
     }
-    chmod(scratch_dirs[0], 0700); /* the working directory is the program's own to chmod */
+    chmod(scratch_dirs[0], workspace_mode); /* the program owns it, and may chmod it */
     if (ipc_objects() > 0 && damage == NULL) damage = "left SysV IPC objects";
     return damage;
 }
@@ -420,6 +421,8 @@ static int run_batch(char **command) {
         say("assay: batch mode runs only as a sandbox's PID 1\n");
         return SETUP_FAILED;
     }
+    struct stat workspace;
+    if (stat(scratch_dirs[0], &workspace) == 0) workspace_mode = workspace.st_mode & 07777;
     for (;;) {
         if (read_header() != 0) return SETUP_FAILED;
         int stdin_fd = read_stdin_file();

@@ -8,8 +8,9 @@ import contextvars
 import dataclasses
 import hmac
 import logging
+import time
 from collections.abc import AsyncIterator, Coroutine
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
@@ -35,12 +36,15 @@ from assay.errors import (
     SandboxImageNotFoundError,
 )
 from assay.execution_engine import (
+    BatchSandbox,
     ExecutionInterface,
     ExecutionRequest,
     ExecutionResult,
     OutputCallback,
 )
 from assay.execution_engine.protocol import (
+    BATCH_SANDBOX_HEADER,
+    BATCH_SANDBOXES_PATH,
     EXECUTION_ID_HEADER,
     EXECUTIONS_PATH,
     POOL_PATH,
@@ -66,6 +70,89 @@ _STATUS: list[tuple[type[AssayError], int]] = [
 ]
 
 ExecutionId = Annotated[str | None, Header(alias=EXECUTION_ID_HEADER, max_length=64)]
+BatchSandboxId = Annotated[
+    str | None, Header(alias=BATCH_SANDBOX_HEADER, pattern=r"^[0-9a-f]{32}$")
+]
+#: A batch sandbox no request has used for this long is destroyed (its platform went away).
+_BATCH_IDLE_SECONDS = 60.0
+
+
+class _BatchSandboxes:
+    """The batch sandboxes this executor holds for its platforms, by the client's id."""
+
+    def __init__(self, engine: ExecutionInterface, limit: int) -> None:
+        self._engine = engine
+        self._limit = limit
+        self._sandboxes: dict[str, tuple[BatchSandbox, float]] = {}
+        self._busy: dict[str, int] = {}
+        self._janitor: asyncio.Task[None] | None = None
+
+    def take(self, sandbox_id: str) -> BatchSandbox:
+        """The sandbox with this id, made on first use (an old idle one makes room)."""
+        entry = self._sandboxes.get(sandbox_id)
+        if entry is None:
+            idle = [i for i in self._sandboxes if not self._busy.get(i)]
+            if len(self._sandboxes) >= self._limit and idle:
+                oldest = min(idle, key=lambda i: self._sandboxes[i][1])
+                self._discard(oldest)
+            entry = (self._engine.batch_sandbox(), time.monotonic())
+            if self._janitor is None:
+                self._janitor = asyncio.create_task(self._expire())
+        self._sandboxes[sandbox_id] = (entry[0], time.monotonic())
+        self._busy[sandbox_id] = self._busy.get(sandbox_id, 0) + 1
+        return entry[0]
+
+    def runner(self, sandbox_id: str | None) -> Runner:
+        """Where a request runs: a fresh sandbox, or the batch sandbox it names."""
+        if sandbox_id is None:
+            return self._engine.execute
+
+        async def in_batch(
+            request: ExecutionRequest, *, on_output: OutputCallback | None = None
+        ) -> ExecutionResult:
+            sandbox = self.take(sandbox_id)
+            try:
+                return await sandbox.execute(request, on_output=on_output)
+            finally:
+                self.give_back(sandbox_id)
+
+        return in_batch
+
+    def give_back(self, sandbox_id: str) -> None:
+        self._busy[sandbox_id] -= 1
+        if sandbox_id in self._sandboxes:
+            self._sandboxes[sandbox_id] = (self._sandboxes[sandbox_id][0], time.monotonic())
+
+    async def close(self, sandbox_id: str) -> bool:
+        entry = self._sandboxes.pop(sandbox_id, None)
+        if entry is not None:
+            await entry[0].close()
+        return entry is not None
+
+    async def close_all(self) -> None:
+        if self._janitor is not None:
+            self._janitor.cancel()
+        for sandbox_id in list(self._sandboxes):
+            await self.close(sandbox_id)
+
+    def _discard(self, sandbox_id: str) -> None:
+        sandbox, _ = self._sandboxes.pop(sandbox_id)
+        task = asyncio.create_task(sandbox.close())
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    async def _expire(self) -> None:
+        while True:
+            await asyncio.sleep(_BATCH_IDLE_SECONDS / 4)
+            cutoff = time.monotonic() - _BATCH_IDLE_SECONDS
+            for sandbox_id, (_, used) in list(self._sandboxes.items()):
+                if used < cutoff and not self._busy.get(sandbox_id):
+                    self._discard(sandbox_id)
+
+
+class Runner(Protocol):
+    def __call__(
+        self, request: ExecutionRequest, *, on_output: OutputCallback | None = None
+    ) -> Coroutine[Any, Any, ExecutionResult]: ...
 
 
 class _Slots:
@@ -110,6 +197,7 @@ def create_executor_app(engine: ExecutionInterface, *, token: str, capacity: int
     if not token:
         raise ValueError("the executor service needs a token")
     slots = _Slots(engine, capacity)
+    batches = _BatchSandboxes(engine, limit=2 * capacity)
     expected = f"Bearer {token}".encode()
 
     async def authorised(authorization: Annotated[str | None, Header()] = None) -> None:
@@ -127,50 +215,41 @@ def create_executor_app(engine: ExecutionInterface, *, token: str, capacity: int
         finally:
             for task in list(slots.running.values()):
                 task.cancel()
+            await batches.close_all()
             await engine.close()
 
     app = FastAPI(title="Assay executor", version=__version__, lifespan=lifespan)
     guarded = [Depends(authorised)]
 
-    @app.exception_handler(AssayError)
-    async def _assay_error(_request: Request, exc: AssayError) -> JSONResponse:
-        status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return JSONResponse(
-            {"error": {"code": exc.code, "message": exc.message}}, status, headers=headers
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
-            for e in exc.errors()[:10]
-        )
-        return JSONResponse({"error": {"code": "invalid_request", "message": problems}}, 422)
-
-    @app.exception_handler(HTTPException)
-    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse(
-            {"error": {"code": "http_error", "message": str(exc.detail)}}, exc.status_code
-        )
+    _handle_errors(app)
 
     @app.post(EXECUTIONS_PATH, dependencies=guarded, response_model=ExecutionResult)
     async def execute(
-        request: ExecutionRequest, execution_id: ExecutionId = None
+        request: ExecutionRequest,
+        execution_id: ExecutionId = None,
+        batch_sandbox: BatchSandboxId = None,
     ) -> ExecutionResult:
         """Run one program; answer with its result when it ends."""
         slots.acquire()
-        return await _run(slots, request, execution_id, None)
+        return await _run(slots, batches.runner(batch_sandbox), request, execution_id, None)
 
     @app.post(STREAM_PATH, dependencies=guarded, response_class=StreamingResponse)
     async def execute_streaming(
-        request: ExecutionRequest, execution_id: ExecutionId = None
+        request: ExecutionRequest,
+        execution_id: ExecutionId = None,
+        batch_sandbox: BatchSandboxId = None,
     ) -> StreamingResponse:
         """Run one program; stream its output as NDJSON, then its result (or error)."""
         slots.acquire()
         return StreamingResponse(
-            _stream(slots, request, execution_id), media_type="application/x-ndjson"
+            _stream(slots, batches.runner(batch_sandbox), request, execution_id),
+            media_type="application/x-ndjson",
         )
+
+    @app.delete(BATCH_SANDBOXES_PATH + "/{sandbox_id}", dependencies=guarded)
+    async def close_batch_sandbox(sandbox_id: str) -> dict[str, bool]:
+        """Destroy a batch sandbox (its container is removed); unknown ids are no error."""
+        return {"closed": await batches.close(sandbox_id)}
 
     @app.delete(EXECUTIONS_PATH + "/{execution_id}", dependencies=guarded)
     async def cancel(execution_id: str) -> dict[str, bool]:
@@ -206,15 +285,42 @@ def create_executor_app(engine: ExecutionInterface, *, token: str, capacity: int
     return app
 
 
+def _handle_errors(app: FastAPI) -> None:
+    """Every error answers ``{"error": {"code", "message"}}``, as the platform's do."""
+
+    @app.exception_handler(AssayError)
+    async def _assay_error(_request: Request, exc: AssayError) -> JSONResponse:
+        status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse(
+            {"error": {"code": exc.code, "message": exc.message}}, status, headers=headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
+            for e in exc.errors()[:10]
+        )
+        return JSONResponse({"error": {"code": "invalid_request", "message": problems}}, 422)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"error": {"code": "http_error", "message": str(exc.detail)}}, exc.status_code
+        )
+
+
 async def _run(
     slots: _Slots,
+    runner: Runner,
     request: ExecutionRequest,
     execution_id: str | None,
     on_output: OutputCallback | None,
 ) -> ExecutionResult:
     """Run on the engine, holding a slot until the sandbox is gone (not merely until the
     caller stops waiting: a cancelled caller leaves the removal running, slot held)."""
-    task = await _detached(slots.engine.execute(request, on_output=on_output))
+    task = await _detached(runner(request, on_output=on_output))
     task.add_done_callback(lambda _done: slots.release())
     if execution_id:
         slots.running[execution_id] = task
@@ -246,7 +352,7 @@ async def _detached(
 
 
 async def _stream(
-    slots: _Slots, request: ExecutionRequest, execution_id: str | None
+    slots: _Slots, runner: Runner, request: ExecutionRequest, execution_id: str | None
 ) -> AsyncIterator[bytes]:
     lines: asyncio.Queue[bytes | None] = asyncio.Queue()
 
@@ -255,7 +361,7 @@ async def _stream(
 
     async def run() -> None:
         try:
-            result = await _run(slots, request, execution_id, on_output)
+            result = await _run(slots, runner, request, execution_id, on_output)
             lines.put_nowait(result_line(result.model_dump_json()))
         except ExecutionError as exc:
             lines.put_nowait(error_line(exc.code, exc.message))
@@ -264,12 +370,12 @@ async def _stream(
         finally:
             lines.put_nowait(None)
 
-    runner = asyncio.create_task(run())
+    task = asyncio.create_task(run())
     try:
         while (line := await lines.get()) is not None:
             yield line
     finally:
         # The client went away (or we are done): never leave a sandbox running for nobody.
         # The slot is released by _run when the sandbox is gone.
-        if not runner.done():
-            runner.cancel()
+        if not task.done():
+            task.cancel()
