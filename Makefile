@@ -39,6 +39,7 @@ bench: bootstrap
 	$(BIN)/python bench/remote_overhead.py
 	$(BIN)/python bench/cold_path.py
 	$(BIN)/python bench/warm_pool.py
+	$(BIN)/python bench/batch_isolation.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache test-artifacts

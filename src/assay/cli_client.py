@@ -27,8 +27,21 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--api-key", default=os.environ.get("ASSAY_API_KEY"), help="API key (ASSAY_API_KEY)"
     )
 
-    submit = commands.add_parser("submit", parents=[connection], help="queue a program")
-    submit.add_argument("file", type=Path, help="Python source file")
+    submit = commands.add_parser("submit", parents=[connection], help="queue programs")
+    submit.add_argument(
+        "files",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="Python source file(s); several: a batch",
+    )
+    submit.add_argument(
+        "--isolation",
+        choices=["evaluation", "batch"],
+        default="evaluation",
+        help="for a batch: a fresh sandbox each (default), or sandboxes of the batch reset "
+        "between programs (docs/batch-isolation.md)",
+    )
     submit.add_argument("--stdin", type=Path, help="file fed to standard input")
     submit.add_argument("--timeout", type=float, help="wall-clock limit in seconds")
     submit.add_argument("--memory", type=int, help="memory limit in MB")
@@ -92,20 +105,21 @@ def _show(evaluation: EvaluationOut, as_json: bool) -> None:
 
 def _submit(args: argparse.Namespace, _settings: Settings) -> int:
     try:
-        code = args.file.read_text()
+        codes = [path.read_text() for path in args.files]
         stdin = args.stdin.read_text() if args.stdin else None
     except (OSError, UnicodeDecodeError) as exc:
         print(f"assay: cannot read input: {exc}", file=sys.stderr)
         return 2
+    limits = {"timeout_seconds": args.timeout, "memory_mb": args.memory, "cpus": args.cpus}
+    if len(codes) > 1 or args.isolation == "batch":
+        return _submit_batch(args, codes, stdin, limits)
     with _client(args) as client:
         evaluation = client.submit(
-            code,
+            codes[0],
             stdin=stdin,
-            timeout_seconds=args.timeout,
-            memory_mb=args.memory,
-            cpus=args.cpus,
             labels=_labels(args.label) or None,
             priority=args.priority or None,
+            **limits,
         )
         if not args.wait:
             print(evaluation.model_dump_json() if args.json else evaluation.id)
@@ -113,6 +127,36 @@ def _submit(args: argparse.Namespace, _settings: Settings) -> int:
         print(f"submitted {evaluation.id}", file=sys.stderr)
         evaluation = _wait_with_progress(client, evaluation)
     _show(evaluation, args.json)
+    return 0
+
+
+def _submit_batch(
+    args: argparse.Namespace, codes: list[str], stdin: str | None, limits: dict[str, object]
+) -> int:
+    """One batch, each file labelled ``file=<name>``; with --wait, a verdict line per file."""
+    common = {key: value for key, value in limits.items() if value is not None}
+    if stdin is not None:
+        common["stdin"] = stdin
+    if args.priority:
+        common["priority"] = args.priority
+    labels = _labels(args.label)
+    bodies = [
+        {"code": code, "labels": {**labels, "file": path.name}, **common}
+        for path, code in zip(args.files, codes, strict=True)
+    ]
+    with _client(args) as client:
+        created = client.submit_batch(bodies, isolation=args.isolation)
+        if not args.wait:
+            for evaluation in created:
+                print(evaluation.model_dump_json() if args.json else evaluation.id)
+            return 0
+        print(f"submitted {len(created)} evaluations ({args.isolation})", file=sys.stderr)
+        for path, evaluation in zip(args.files, created, strict=True):
+            finished = client.wait(evaluation.id)
+            if args.json:
+                print(finished.model_dump_json())
+            else:
+                print(f"{path.name}: {verdict_line(finished)}")
     return 0
 
 

@@ -192,7 +192,8 @@ def test_narrow_screen_in_the_dark_theme(live: Live, browser: Browser) -> None:
     expect(narrow.locator("#run")).to_be_visible()
     width = narrow.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the page scrolls sideways on a phone ({width}px)"
-    for control in ("#code", "#stdin", "#timeout", "#memory", "#runs", "#filter-status"):
+    controls = ("#code", "#stdin", "#timeout", "#memory", "#runs", "#isolation", "#filter-status")
+    for control in controls:
         assert narrow.locator(control).evaluate(
             "e => Boolean(e.labels?.length || e.getAttribute('aria-label'))"
         ), f"{control} has no accessible label"
@@ -254,11 +255,15 @@ def test_upload_several_files_as_one_batch(live: Live, page: Page, tmp_path: Pat
         path.write_text(f"print('solution {index}')\n")
         names.append(str(path))
     page.goto(live.url)
+    page.select_option("#isolation", "batch")
     page.set_input_files("#files", names)
     expect(page.locator("#submit-status")).to_have_text("Queued 3 evaluations.", timeout=10_000)
     for index in range(3):
         row = page.locator(f'#evaluations a:has-text("file=solution_{index}.py")')
         expect(row.locator(".badge")).to_have_text("completed", timeout=30_000)
+    listed = httpx.get(f"{live.url}/api/v1/evaluations", params={"limit": 3}).json()["items"]
+    assert {e["isolation"] for e in listed} == {"batch"}
+    assert len({e["batch_id"] for e in listed}) == 1
 
 
 def test_the_page_asks_for_an_api_key_when_the_server_needs_one(

@@ -219,17 +219,18 @@ async def test_a_full_scratch_disk_replaces_the_container(batch: BatchSandbox) -
     container, output = await container_after(
         batch,
         """
+        import errno
         chunk = b'x' * (1 << 20)
-        with open('/tmp/fill', 'wb') as fill:
-            try:
-                while True:
-                    fill.write(chunk)
-                    fill.flush()
-            except OSError as exc:
-                print('disk full:', exc.strerror, flush=True)
+        try:
+            for n in range(1000):  # files under the file-size limit, until the disk is full
+                with open(f'/tmp/fill{n}', 'wb') as fill:
+                    for _ in range(8):
+                        fill.write(chunk)
+        except OSError as exc:
+            print('disk full:', exc.errno == errno.ENOSPC, flush=True)
         """,
     )
-    assert "disk full" in output
+    assert "disk full: True" in output
     result = await run_in(
         batch,
         PRINT_CONTAINER_ID + "open('/tmp/room', 'wb').write(b'x' * (32 << 20))\nprint('room')",

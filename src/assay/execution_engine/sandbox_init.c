@@ -104,26 +104,32 @@ static void setup_error(const char *what, const char *path, int error) {
     trailer(json);
 }
 
-/* OOM kills in this sandbox's memory cgroup so far (cgroup v1 or v2); -1 if not visible. */
-static long oom_kills(void) {
-    static const char *const counters[] = {
-        "/sys/fs/cgroup/memory/memory.oom_control",
-        "/sys/fs/cgroup/memory.events",
-    };
-    for (size_t i = 0; i < sizeof counters / sizeof *counters; i++) {
-        FILE *file = fopen(counters[i], "re");
+/* The value of `key` in the first readable of two cgroup files (v1 or v2 layout) of "key
+ * value" lines; -1 if neither is visible. */
+static long cgroup_counter(const char *v1, const char *v2, const char *key) {
+    const char *const paths[] = {v1, v2};
+    for (size_t i = 0; i < 2; i++) {
+        FILE *file = fopen(paths[i], "re");
         if (file == NULL) continue;
         char name[64];
-        long value;
-        while (fscanf(file, "%63s %ld", name, &value) == 2) {
-            if (strcmp(name, "oom_kill") == 0) {
-                fclose(file);
-                return value;
-            }
-        }
+        long value, found = -1;
+        while (found < 0 && fscanf(file, "%63s %ld", name, &value) == 2)
+            if (strcmp(name, key) == 0) found = value;
         fclose(file);
+        if (found >= 0) return found;
     }
     return -1;
+}
+
+/* OOM kills in this sandbox's memory cgroup so far. */
+static long oom_kills(void) {
+    return cgroup_counter("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events",
+                          "oom_kill");
+}
+
+/* Times the sandbox's pids cgroup refused a fork so far. */
+static long pids_refusals(void) {
+    return cgroup_counter("/sys/fs/cgroup/pids/pids.events", "/sys/fs/cgroup/pids.events", "max");
 }
 
 static int make_parents(char *path) {
@@ -328,24 +334,6 @@ static int ipc_objects(void) {
         if (lines > 1) count += lines - 1; /* the first line is the heading */
     }
     return count;
-}
-
-/* Times the pids cgroup refused a fork (cgroup v1 or v2); -1 if not visible. */
-static long pids_refusals(void) {
-    static const char *const counters[] = {
-        "/sys/fs/cgroup/pids/pids.events",
-        "/sys/fs/cgroup/pids.events",
-    };
-    for (size_t i = 0; i < sizeof counters / sizeof *counters; i++) {
-        FILE *file = fopen(counters[i], "re");
-        if (file == NULL) continue;
-        char name[64];
-        long value = -1;
-        int found = fscanf(file, "%63s %ld", name, &value) == 2 && strcmp(name, "max") == 0;
-        fclose(file);
-        if (found) return value;
-    }
-    return -1;
 }
 
 /* Kills what the program left, wipes every scratch directory and says what, if anything,

@@ -47,15 +47,17 @@ class BatchSandboxes:
 
     def take(self, batch_id: str) -> BatchSandbox:
         """An idle sandbox of ``batch_id``, or a new one (after making room)."""
-        self._busy += 1
         for index in range(len(self._idle) - 1, -1, -1):  # the most recently used
             if self._idle[index].batch_id == batch_id:
+                self._busy += 1
                 return self._idle.pop(index).sandbox
-        while self._idle and self.open > self._limit:
+        while self._idle and self.open >= self._limit:
             self._close(self._idle.pop(0).sandbox)
         if self._janitor is None:
             self._janitor = asyncio.create_task(self._expire(), name="assay-batch-sandboxes")
-        return self._engine.batch_sandbox()
+        sandbox = self._engine.batch_sandbox()
+        self._busy += 1
+        return sandbox
 
     def give_back(self, batch_id: str, sandbox: BatchSandbox) -> None:
         self._busy -= 1

@@ -156,7 +156,10 @@ async function submit(bodies) {
   try {
     let created;
     if (bodies.length === 1) created = [await api("/evaluations", { method: "POST", body: bodies[0] })];
-    else created = (await api("/evaluations/batch", { method: "POST", body: { evaluations: bodies } })).evaluations;
+    else {
+      const batch = { evaluations: bodies, isolation: $("isolation").value };
+      created = (await api("/evaluations/batch", { method: "POST", body: batch })).evaluations;
+    }
     for (const evaluation of created.reverse()) upsert(evaluation);
     $("submit-status").textContent = created.length === 1 ? "Queued." : `Queued ${created.length} evaluations.`;
     if (created.length === 1 || bodies.length === 1) location.hash = `#/evaluations/${created[created.length - 1].id}`;
