@@ -4,16 +4,20 @@ either is missing they fail under CI (``CI`` set) and skip, with the reason, els
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import uvicorn
 from pydantic import SecretStr
+from sqlalchemy.engine import make_url
 from starlette.types import ASGIApp
 
 from assay.app import Platform, create_app
@@ -33,12 +37,41 @@ from tests.sandbox import (
     platform_settings,
 )
 
+#: The test PostgreSQL server (``scripts/test-services``); each test gets its own database.
+POSTGRES_ADMIN_URL = os.environ.get(
+    "ASSAY_TEST_POSTGRES_URL", "postgresql://assay:assay@127.0.0.1:55432/assay"
+)
 
-def docker_unavailable(reason: str) -> None:
-    message = f"needs Docker and the sandbox image (run `make test`): {reason}"
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty database on the test PostgreSQL server, dropped afterwards; yields its
+    SQLAlchemy URL. Fails under CI (skips elsewhere) when the server does not answer."""
+    import psycopg  # noqa: PLC0415 - only these tests need it
+
+    name = f"assay_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        unavailable("PostgreSQL", f"{POSTGRES_ADMIN_URL}: {exc}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            url = make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
+            yield url.render_as_string(hide_password=False)
+        finally:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def unavailable(what: str, reason: str) -> NoReturn:
+    message = f"needs {what} (run `make test`, as root, to set it up): {reason}"
     if os.environ.get("CI"):
         pytest.fail(message)
-    pytest.skip(message)  # not CI: a developer machine without Docker
+    pytest.skip(message)  # not CI: a developer machine without it
+
+
+def docker_unavailable(reason: str) -> NoReturn:
+    unavailable("Docker and the sandbox image", reason)
 
 
 def leftover_containers(
@@ -168,7 +201,22 @@ async def server(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterato
     """A live platform with the real Docker engine; settings overridable with
     ``@pytest.mark.parametrize("server", [{"queue": {...}}], indirect=True)``."""
     overrides = getattr(request, "param", {})
-    settings = platform_settings(tmp_path / "data", **overrides)
+    backend = "sqlite"
+    if "storage_backend" in request.fixturenames:
+        backend = request.getfixturevalue("storage_backend")
+    with contextlib.ExitStack() as stack:
+        if backend == "postgresql":
+            overrides = {**overrides, "storage": {"url": stack.enter_context(postgres_database())}}
+        settings = platform_settings(tmp_path / "data", **overrides)
+        async with _serve(settings, request) as running:
+            yield running
+
+
+@asynccontextmanager
+async def _serve(
+    settings: Settings, request: pytest.FixtureRequest
+) -> AsyncIterator[RunningServer]:
+    """``settings``' platform on the engine ``execution_mode`` asks for (local by default)."""
     engine = DockerEngine(make_settings())  # the machine's engine, whatever the test overrides
     health = await engine.check_health()
     await engine.close()

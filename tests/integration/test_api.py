@@ -28,6 +28,12 @@ def execution_mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"], autouse=True)
+def storage_backend(request: pytest.FixtureRequest) -> str:
+    """Every API test runs on SQLite and on PostgreSQL."""
+    return str(request.param)
+
+
 SLOW = "import time\nprint('started', flush=True)\ntime.sleep(25)"
 
 

@@ -1,21 +1,39 @@
-"""SqlStorage on a real SQLite file: ordering, idempotency, bounds, pagination, recovery."""
+"""SqlStorage on a real SQLite file and on a real PostgreSQL database: ordering,
+idempotency, bounds, pagination, recovery, migrations."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, text
 
 from assay.errors import IdempotencyConflictError, NotFoundError, QueueFullError
 from assay.execution_engine import ExecutionRequest
 from assay.storage import EvaluationStatus, NewEvaluation, Outcome
+from assay.storage.models import Base
 from assay.storage.sql import InvalidCursorError, SqlStorage
+from tests.conftest import postgres_database
+
+pytestmark = [pytest.mark.integration]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of each kind."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'assay.db'}"
+    else:
+        with postgres_database() as url:
+            yield url
 
 
 @pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[SqlStorage]:
-    sql = SqlStorage(f"sqlite:///{tmp_path / 'assay.db'}")
+async def storage(database_url: str) -> AsyncIterator[SqlStorage]:
+    sql = SqlStorage(database_url)
     await sql.start()
     yield sql
     await sql.close()
@@ -25,8 +43,9 @@ def new(code: str = "print(1)", **kwargs: object) -> NewEvaluation:
     return NewEvaluation(request=ExecutionRequest(code=code), **kwargs)  # type: ignore[arg-type]
 
 
-async def test_migrations_apply_twice_without_harm(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'again.db'}"  # async driver names are accepted
+async def test_migrations_apply_twice_without_harm(database_url: str) -> None:
+    # Async driver names are accepted.
+    url = database_url.replace("sqlite:", "sqlite+aiosqlite:").replace("+psycopg", "+asyncpg")
     for _ in range(2):
         sql = SqlStorage(url)
         await sql.start()
@@ -124,12 +143,20 @@ async def test_pagination_newest_first_with_label_filters(storage: SqlStorage) -
 
 
 async def test_api_keys_are_stored_hashed_and_revocable(
-    storage: SqlStorage, tmp_path: Path
+    storage: SqlStorage, database_url: str
 ) -> None:
     assert not await storage.has_active_api_keys()
     key, secret = await storage.create_api_key("ci")
     assert secret.startswith("ak_") and len(secret) > 40
-    assert secret.encode() not in (tmp_path / "assay.db").read_bytes()
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        stored = [
+            str(value)
+            for row in connection.execute(text("SELECT * FROM api_keys"))
+            for value in row
+        ]
+    engine.dispose()
+    assert stored and not any(secret in value for value in stored), "only a hash is stored"
     assert (await storage.verify_api_key(secret)) == key
     assert await storage.verify_api_key(secret + "x") is None
     await storage.revoke_api_key(key.id)
@@ -137,18 +164,11 @@ async def test_api_keys_are_stored_hashed_and_revocable(
     assert not await storage.has_active_api_keys()
 
 
-async def test_the_migrations_build_exactly_the_models(tmp_path: Path) -> None:
-    from alembic.autogenerate import compare_metadata  # noqa: PLC0415
-    from alembic.migration import MigrationContext  # noqa: PLC0415
-    from sqlalchemy import create_engine  # noqa: PLC0415
-
-    from assay.storage.models import Base  # noqa: PLC0415
-
-    path = tmp_path / "compare.db"
-    sql = SqlStorage(f"sqlite:///{path}")
+async def test_the_migrations_build_exactly_the_models(database_url: str) -> None:
+    sql = SqlStorage(database_url)
     await sql.start()
     await sql.close()
-    engine = create_engine(f"sqlite:///{path}")
+    engine = create_engine(database_url)
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     engine.dispose()
