@@ -35,7 +35,7 @@ class Platform:
         self.settings = settings
         self.storage: Storage = create_storage(settings.storage_url())
         self.engine: ExecutionInterface = engine or create_engine(settings)
-        self.bus = EventBus()
+        self.bus = EventBus() if settings.redis_url is None else _redis_bus(settings.redis_url)
         self.metrics = Metrics()
         self.queue: EvaluationQueue = LocalQueue(
             self.storage,
@@ -52,15 +52,18 @@ class Platform:
         if self.settings.storage.url is None:
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         await self.storage.start()
-        try:
-            await self.engine.start()
-        except ExecutionError as exc:  # reported by /readyz; the queue waits for the engine
-            logger.error("execution engine not ready: %s", exc.message)
+        await self.bus.start()
+        if self.settings.queue.run_workers:  # an API-only replica never touches the engine
+            try:
+                await self.engine.start()
+            except ExecutionError as exc:  # reported by /readyz; the queue waits for it
+                logger.error("execution engine not ready: %s", exc.message)
         await self.queue.start()
 
     async def stop(self) -> None:
         await self.queue.stop()
         await self.engine.close()
+        await self.bus.close()
         await self.storage.close()
 
     async def auth_required(self) -> bool:
@@ -90,6 +93,12 @@ class Platform:
                 elif notice is None or notice.type in {"finished", "cancelled", "requeued"}:
                     evaluation = await self.storage.get(evaluation_id)
             return evaluation
+
+
+def _redis_bus(url: str) -> EventBus:
+    from assay.monitoring.redis_bus import RedisEventBus  # noqa: PLC0415 - only with Redis
+
+    return RedisEventBus(url)
 
 
 def create_app(settings: Settings, *, platform: Platform | None = None) -> FastAPI:

@@ -135,6 +135,9 @@ class QueueSettings(BaseModel):
     retry_after_seconds: int = Field(default=5, ge=1)
     #: Runs of one evaluation interrupted by platform restarts before it ends as ``error``.
     max_attempts: int = Field(default=3, ge=1)
+    #: False: this process only accepts, stores and streams; other replicas sharing its
+    #: database (and ``redis_url``) run the evaluations.
+    run_workers: bool = True
     #: Batch isolation: a batch's sandbox idle this long (its batch done) is destroyed.
     batch_sandbox_idle_seconds: float = Field(default=2.0, gt=0, le=600)
 
@@ -176,6 +179,9 @@ class Settings(BaseSettings):
     executor_token: SecretStr | None = None
     #: Slots of one executor service (``assay executor``): executions it runs at once.
     executor_capacity: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    #: Redis (``redis://host:6379/0``) carrying live notices between replicas that share one
+    #: database: SSE and cancellation then work whichever replica a client talks to.
+    redis_url: str | None = None
     #: Directory for the SQLite database and other local state (``ASSAY_DATA_DIR``).
     data_dir: Path = Path(".assay")
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)

@@ -112,13 +112,17 @@ async def test_cancel_only_affects_queued(storage: SqlStorage) -> None:
 
 
 async def test_recovery_requeues_then_gives_up(storage: SqlStorage) -> None:
-    [(evaluation, _)] = await storage.create([new()], max_queued=10)
+    [(elsewhere, _), (evaluation, _)] = await storage.create([new(), new()], max_queued=10)
+    other = await storage.claim_next("other-replica")
+    assert other is not None and other.id == elsewhere.id
     for attempt in range(1, 3):
         claimed = await storage.claim_next("w")
         assert claimed is not None and claimed.attempts == attempt
-        assert await storage.recover_interrupted(max_attempts=2) == (
+        assert await storage.recover_interrupted("w", max_attempts=2) == (
             ([evaluation.id], []) if attempt < 2 else ([], [evaluation.id])
         )
+    running = await storage.get(elsewhere.id)
+    assert running.status is EvaluationStatus.RUNNING, "another executor's run is not ours"
     ended = await storage.get(evaluation.id)
     assert ended.status is EvaluationStatus.ERROR
     assert ended.outcome is not None and "interrupted" in (ended.outcome.error or "")

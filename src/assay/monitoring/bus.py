@@ -25,7 +25,9 @@ ALL = "*"
 @dataclass(frozen=True, slots=True)
 class Notice:
     evaluation_id: str
-    type: str  # the event's type: queued, started, output, finished, cancelled, requeued
+    #: The event's type (queued, started, output, finished, cancelled, requeued), or
+    #: ``cancel_requested``: whichever process runs it should cancel it.
+    type: str
     #: The evaluation as the publisher stored it, when it had it at hand (never required).
     evaluation: Evaluation | None = None
 
@@ -55,6 +57,12 @@ class EventBus:
     def __init__(self, *, queue_size: int = 1000) -> None:
         self._subscribers: defaultdict[str, set[Subscription]] = defaultdict(set)
         self._queue_size = queue_size
+
+    async def start(self) -> None:
+        """Connect, where notices travel between processes (nothing to do here)."""
+
+    async def close(self) -> None:
+        """Disconnect (nothing to do here)."""
 
     def publish(self, evaluation_id: str, type_: str, evaluation: Evaluation | None = None) -> None:
         notice = Notice(evaluation_id, type_, evaluation)

@@ -18,7 +18,7 @@ from assay.errors import (
     StorageError,
 )
 from assay.execution_engine import ExecutionInterface, ExecutionResult
-from assay.monitoring import EventBus, Metrics
+from assay.monitoring import ALL, EventBus, Metrics
 from assay.queue.batches import BatchSandboxes
 from assay.queue.interface import EvaluationQueue, QueueStats
 from assay.queue.output import OutputSink
@@ -29,6 +29,10 @@ __all__ = ["LocalQueue"]
 logger = logging.getLogger(__name__)
 
 _IDLE_RECHECK_SECONDS = 1.0
+#: Notice asking whichever replica runs an evaluation to cancel it.
+CANCEL_REQUESTED = "cancel_requested"
+#: How long a cancel waits for another replica to end the evaluation before answering.
+_REMOTE_CANCEL_SECONDS = 10.0
 _ENGINE_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 #: Engine failures that no evaluation causes: the evaluation waits in the queue for a fix.
 _ENGINE_DOWN = (EngineUnavailableError, SandboxImageNotFoundError, RuntimeNotAvailableError)
@@ -70,7 +74,9 @@ class LocalQueue(EvaluationQueue):
         )
 
     async def start(self) -> None:
-        requeued, ended = await self._storage.recover_interrupted(self._settings.max_attempts)
+        requeued, ended = await self._storage.recover_interrupted(
+            self._executor, self._settings.max_attempts
+        )
         if requeued or ended:
             logger.warning(
                 "recovered after a crash: %d evaluation(s) re-queued, %d ended",
@@ -85,10 +91,13 @@ class LocalQueue(EvaluationQueue):
         self._metrics.track(
             lambda: self._depth, lambda: len(self._running), self._settings.concurrency
         )
+        if not self._settings.run_workers:
+            return
         self._workers = [
             asyncio.create_task(self._work(), name=f"assay-worker-{n}")
             for n in range(self._settings.concurrency)
         ]
+        self._workers.append(asyncio.create_task(self._obey_cancels(), name="assay-cancels"))
 
     async def stop(self) -> None:
         self._stopping = True
@@ -122,23 +131,47 @@ class LocalQueue(EvaluationQueue):
             self._metrics.finished.labels(EvaluationStatus.CANCELLED.value).inc()
             self._bus.publish(evaluation_id, "cancelled")
             return evaluation
+        if evaluation.status is not EvaluationStatus.RUNNING:
+            return evaluation
         task = self._running.get(evaluation_id)
-        if evaluation.status is EvaluationStatus.RUNNING and task is not None:
+        if task is not None:
             self._cancel_requested.add(evaluation_id)
             task.cancel()
             await asyncio.wait({task})
             return await self._storage.get(evaluation_id)
+        # Another replica runs it: ask over the bus, and answer once it has ended.
+        with self._bus.subscribe(evaluation_id) as subscription:
+            self._bus.publish(evaluation_id, CANCEL_REQUESTED)
+            deadline = asyncio.get_running_loop().time() + _REMOTE_CANCEL_SECONDS
+            while not evaluation.status.terminal:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                await subscription.next(timeout=min(remaining, 1.0))
+                evaluation = await self._storage.get(evaluation_id)
         return evaluation
 
     def stats(self) -> QueueStats:
         return QueueStats(
             depth=self._depth,
             running=len(self._running),
-            capacity=self._settings.concurrency,
+            capacity=self._settings.concurrency if self._settings.run_workers else 0,
             max_queued=self._settings.max_queued,
         )
 
     # -- workers -------------------------------------------------------------------------
+
+    async def _obey_cancels(self) -> None:
+        """Cancel what this process runs when another replica was asked to."""
+        with self._bus.subscribe(ALL) as subscription:
+            while True:
+                notice = await subscription.next()
+                if notice is None or notice.type != CANCEL_REQUESTED:
+                    continue
+                task = self._running.get(notice.evaluation_id)
+                if task is not None and not task.done():
+                    self._cancel_requested.add(notice.evaluation_id)
+                    task.cancel()
 
     async def _work(self) -> None:
         while not self._stopping:

@@ -102,9 +102,13 @@ class Storage(abc.ABC):
         """Put a running attempt back in the queue (it will run again)."""
 
     @abc.abstractmethod
-    async def recover_interrupted(self, max_attempts: int) -> tuple[list[str], list[str]]:
-        """After a crash: requeue evaluations left ``running``, or end them as ``error`` when
-        they have had ``max_attempts``. Returns (requeued ids, ended ids)."""
+    async def recover_interrupted(
+        self, executor: str, max_attempts: int
+    ) -> tuple[list[str], list[str]]:
+        """After a crash of ``executor``: requeue the evaluations it left ``running``, or end
+        them as ``error`` when they have had ``max_attempts``. Others' runs are left alone
+        (replicas sharing a database each recover their own). Returns (requeued ids, ended
+        ids)."""
 
     @abc.abstractmethod
     async def counts(self) -> dict[EvaluationStatus, int]: ...

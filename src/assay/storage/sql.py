@@ -162,8 +162,10 @@ class SqlStorage(Storage):
     async def requeue(self, evaluation_id: str, attempt: int, reason: str) -> bool:
         return await self._call(self._requeue, evaluation_id, attempt, reason)
 
-    async def recover_interrupted(self, max_attempts: int) -> tuple[list[str], list[str]]:
-        return await self._call(self._recover_interrupted, max_attempts)
+    async def recover_interrupted(
+        self, executor: str, max_attempts: int
+    ) -> tuple[list[str], list[str]]:
+        return await self._call(self._recover_interrupted, executor, max_attempts)
 
     async def counts(self) -> dict[EvaluationStatus, int]:
         return await self._call(self._counts)
@@ -412,11 +414,15 @@ class SqlStorage(Storage):
             )
             return True
 
-    def _recover_interrupted(self, max_attempts: int) -> tuple[list[str], list[str]]:
+    def _recover_interrupted(self, executor: str, max_attempts: int) -> tuple[list[str], list[str]]:
         requeued: list[str] = []
         ended: list[str] = []
         with self._session(write=True) as session:
-            rows = session.scalars(select(EvaluationRow).where(EvaluationRow.status == _RUNNING))
+            rows = session.scalars(
+                select(EvaluationRow).where(
+                    EvaluationRow.status == _RUNNING, EvaluationRow.executor == executor
+                )
+            )
             now = _now()
             for row in rows:
                 if row.attempts < max_attempts:

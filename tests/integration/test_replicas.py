@@ -1,0 +1,91 @@
+"""Two platform replicas sharing PostgreSQL and Redis: one only accepts, stores and streams
+(``run_workers=False``), the other runs the evaluations. A client talking to the first sees
+live output and verdicts, and can cancel what the second runs."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import (
+    RunningServer,
+    container_exists,
+    postgres_database,
+    running_server,
+    unavailable,
+)
+from tests.sandbox import PRINT_CONTAINER_ID, platform_settings
+
+pytestmark = [pytest.mark.docker, pytest.mark.integration]
+
+REDIS_URL = os.environ.get("ASSAY_TEST_REDIS_URL", "redis://127.0.0.1:56379/0")
+
+
+@dataclass
+class Replicas:
+    api: RunningServer  # accepts, stores, streams; runs nothing
+    worker: RunningServer  # runs the evaluations
+
+
+@pytest.fixture
+async def replicas(tmp_path: Path) -> AsyncIterator[Replicas]:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        unavailable("Redis", f"{REDIS_URL}: {exc}")
+    with postgres_database() as database:
+        shared = {"storage": {"url": database}, "redis_url": REDIS_URL}
+        api_settings = platform_settings(tmp_path / "api", queue={"run_workers": False}, **shared)
+        worker_settings = platform_settings(tmp_path / "worker", **shared)
+        async with AsyncExitStack() as stack:
+            worker = await stack.enter_async_context(running_server(worker_settings))
+            api = await stack.enter_async_context(running_server(api_settings))
+            yield Replicas(api, worker)
+
+
+async def test_the_api_replica_streams_what_another_replica_runs(replicas: Replicas) -> None:
+    code = "import time\nfor i in range(3):\n    print('tick', i, flush=True)\n    time.sleep(0.7)"
+    async with replicas.api.client() as client:
+        ready = (await httpx.AsyncClient().get(f"{replicas.api.url}/readyz")).json()
+        assert ready["status"] == "ready" and "not used" in ready["checks"]["engine"]["detail"]
+        evaluation = await client.submit(code)
+        seen: list[tuple[str, float]] = []
+        text = ""
+        async for event in client.events(evaluation.id):
+            seen.append((event.type, time.monotonic()))
+            if event.type == "output":
+                text += str(event.data["text"])
+        finished = await client.get(evaluation.id)
+    assert text == "tick 0\ntick 1\ntick 2\n"
+    assert finished.status == "completed"
+    assert finished.executor == replicas.worker.settings.execution.engine_id
+    first_output = next(at for kind, at in seen if kind == "output")
+    assert seen[-1][0] == "finished" and seen[-1][1] - first_output > 1.0, "output came live"
+
+
+async def test_a_cancel_sent_to_the_api_replica_stops_the_run_elsewhere(
+    replicas: Replicas,
+) -> None:
+    slow = PRINT_CONTAINER_ID + "import time\ntime.sleep(25)"
+    async with replicas.api.client() as client:
+        evaluation = await client.submit(slow, timeout_seconds=30)
+        async for event in client.events(evaluation.id):
+            if event.type == "output":
+                container_id = str(event.data["text"]).split()[0]
+                break
+        assert container_exists(container_id)
+        began = time.monotonic()
+        cancelled = await client.cancel(evaluation.id)
+        assert cancelled.status == "cancelled"
+        assert time.monotonic() - began < 10
+        assert not container_exists(container_id)
+        after = await client.submit("print('next')", wait=30)
+    assert after.status == "completed" and after.stdout == "next\n"
