@@ -5,16 +5,19 @@ live output and verdicts, and can cancel what the second runs."""
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import redis
 
+from assay.monitoring.redis_bus import RedisEventBus
 from tests.conftest import (
     RunningServer,
     container_exists,
@@ -27,6 +30,7 @@ from tests.sandbox import PRINT_CONTAINER_ID, platform_settings
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
 REDIS_URL = os.environ.get("ASSAY_TEST_REDIS_URL", "redis://127.0.0.1:56379/0")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -89,3 +93,34 @@ async def test_a_cancel_sent_to_the_api_replica_stops_the_run_elsewhere(
         assert not container_exists(container_id)
         after = await client.submit("print('next')", wait=30)
     assert after.status == "completed" and after.stdout == "next\n"
+
+
+async def test_notices_flow_again_after_redis_restarts() -> None:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        unavailable("Redis", f"{REDIS_URL}: {exc}")
+    one, other = RedisEventBus(REDIS_URL), RedisEventBus(REDIS_URL)
+    await one.start()
+    await other.start()
+
+    async def crosses(type_: str) -> bool:
+        with other.subscribe("e") as subscription:
+            one.publish("e", type_)
+            notice = await subscription.next(timeout=2)
+            return notice is not None and notice.type == type_
+
+    try:
+        assert await crosses("before")
+        port = str(urlsplit(REDIS_URL).port)
+        subprocess.run(["redis-cli", "-p", port, "shutdown", "nosave"], check=False)
+        one.publish("e", "while-down")  # a hint lost, never an error
+        subprocess.run(["bash", str(ROOT / "scripts/test-services")], check=True)
+        for _ in range(20):
+            if await crosses("after"):
+                break
+        else:
+            pytest.fail("no notice crossed after Redis came back")
+    finally:
+        await one.close()
+        await other.close()

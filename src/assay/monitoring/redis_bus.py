@@ -16,7 +16,11 @@ import secrets
 from typing import TYPE_CHECKING
 
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from assay.monitoring.bus import EventBus
 
@@ -36,7 +40,14 @@ class RedisEventBus(EventBus):
 
     def __init__(self, url: str, *, queue_size: int = 1000) -> None:
         super().__init__(queue_size=queue_size)
-        self._client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10)
+        self._client = redis.Redis.from_url(
+            url,
+            socket_connect_timeout=3,
+            socket_timeout=10,
+            # A connection left stale by a Redis restart is retried on a new one.
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
         self._origin = secrets.token_hex(8)
         self._sending: set[asyncio.Task[None]] = set()
         self._listener: asyncio.Task[None] | None = None
