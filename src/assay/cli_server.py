@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import signal
 import sys
 
 from assay.config import Settings
@@ -21,6 +22,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.set_defaults(handler=_serve)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run queue workers without the API (replicas sharing PostgreSQL; see "
+        "ASSAY_QUEUE__RUN_WORKERS, ASSAY_REDIS_URL)",
+    )
+    worker.set_defaults(handler=_worker)
 
     executor = commands.add_parser(
         "executor", help="serve the execution engine alone (Phase 1; needs ASSAY_EXECUTOR_TOKEN)"
@@ -93,6 +101,36 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         log_level="warning",
         timeout_graceful_shutdown=10,
     )
+    return 0
+
+
+def _worker(_args: argparse.Namespace, settings: Settings) -> int:
+    """The platform's queue workers and engine, no HTTP: until SIGTERM or SIGINT, after which
+    running evaluations are killed and put back in the queue."""
+    from assay.app import Platform  # noqa: PLC0415
+
+    if settings.storage.url is None or settings.storage.url.startswith("sqlite"):
+        logger.warning("a worker on SQLite shares it only with processes on this machine")
+    settings = settings.model_copy(
+        update={"queue": settings.queue.model_copy(update={"run_workers": True})}
+    )
+
+    async def work() -> None:
+        platform = Platform(settings)
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+        await platform.start()
+        logger.warning(
+            "worker %s: %d at once", settings.execution.engine_id, settings.queue.concurrency
+        )
+        try:
+            await stopping.wait()
+        finally:
+            await asyncio.shield(platform.stop())
+
+    asyncio.run(work())
     return 0
 
 

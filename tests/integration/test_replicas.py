@@ -1,14 +1,17 @@
-"""Two platform replicas sharing PostgreSQL and Redis: one only accepts, stores and streams
-(``run_workers=False``), the other runs the evaluations. A client talking to the first sees
-live output and verdicts, and can cancel what the second runs."""
+"""Two processes sharing PostgreSQL and Redis: an API replica that only accepts, stores and
+streams (``run_workers=False``), and an ``assay worker`` that runs the evaluations. A client
+talking to the API replica sees live output and verdicts, and can cancel what the worker
+runs."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,11 +24,12 @@ from assay.monitoring.redis_bus import RedisEventBus
 from tests.conftest import (
     RunningServer,
     container_exists,
+    leftover_containers,
     postgres_database,
     running_server,
     unavailable,
 )
-from tests.sandbox import PRINT_CONTAINER_ID, platform_settings
+from tests.sandbox import PRINT_CONTAINER_ID, TEST_ENGINE_PREFIX, platform_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
@@ -36,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @dataclass
 class Replicas:
     api: RunningServer  # accepts, stores, streams; runs nothing
-    worker: RunningServer  # runs the evaluations
+    worker_engine_id: str  # of the `assay worker` process that runs the evaluations
 
 
 @pytest.fixture
@@ -46,13 +50,34 @@ async def replicas(tmp_path: Path) -> AsyncIterator[Replicas]:
     except redis.RedisError as exc:
         unavailable("Redis", f"{REDIS_URL}: {exc}")
     with postgres_database() as database:
-        shared = {"storage": {"url": database}, "redis_url": REDIS_URL}
-        api_settings = platform_settings(tmp_path / "api", queue={"run_workers": False}, **shared)
-        worker_settings = platform_settings(tmp_path / "worker", **shared)
-        async with AsyncExitStack() as stack:
-            worker = await stack.enter_async_context(running_server(worker_settings))
-            api = await stack.enter_async_context(running_server(api_settings))
-            yield Replicas(api, worker)
+        api_settings = platform_settings(
+            tmp_path / "api",
+            queue={"run_workers": False},
+            storage={"url": database},
+            redis_url=REDIS_URL,
+        )
+        engine_id = f"{TEST_ENGINE_PREFIX}worker-{uuid.uuid4().hex[:8]}"
+        log = tmp_path / "worker.log"
+        env = {
+            **os.environ,
+            "ASSAY_DATA_DIR": str(tmp_path / "worker"),
+            "ASSAY_STORAGE__URL": database,
+            "ASSAY_REDIS_URL": REDIS_URL,
+            "ASSAY_EXECUTION__ENGINE_ID": engine_id,
+            "ASSAY_EXECUTION__POOL__SIZE": "1",
+            "ASSAY_QUEUE__CONCURRENCY": "2",
+        }
+        with log.open("ab") as out:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "assay", "worker"], env=env, stdout=out, stderr=out
+            )
+        try:
+            async with running_server(api_settings) as api:
+                yield Replicas(api, engine_id)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=60) == 0, log.read_text()
+        assert leftover_containers(engine_id) == [], "the worker left a container behind"
 
 
 async def test_the_api_replica_streams_what_another_replica_runs(replicas: Replicas) -> None:
@@ -70,7 +95,7 @@ async def test_the_api_replica_streams_what_another_replica_runs(replicas: Repli
         finished = await client.get(evaluation.id)
     assert text == "tick 0\ntick 1\ntick 2\n"
     assert finished.status == "completed"
-    assert finished.executor == replicas.worker.settings.execution.engine_id
+    assert finished.executor == replicas.worker_engine_id
     first_output = next(at for kind, at in seen if kind == "output")
     assert seen[-1][0] == "finished" and seen[-1][1] - first_output > 1.0, "output came live"
 
