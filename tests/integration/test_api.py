@@ -204,6 +204,9 @@ async def test_batch_isolation_shares_containers_within_a_batch_only(
     assert containers.isdisjoint({str(r.stdout).split()[0] for r in others}), (
         "two batches never share a container"
     )
+    metrics = (await raw(server, "GET", "/metrics")).text
+    assert "assay_batch_programs_total 14.0" in metrics
+    assert "assay_batch_sandboxes_open " in metrics
 
 
 async def test_isolation_is_checked(server: RunningServer) -> None:

@@ -54,6 +54,14 @@ class Metrics:
             registry=r,
         )
         self.pool = PoolCollector(r)
+        self.batch_programs = Counter(
+            "assay_batch_programs", "Evaluations run with batch isolation", registry=r
+        )
+        self.batch_sandboxes = Gauge(
+            "assay_batch_sandboxes_open",
+            "Batch isolation's sandboxes open in this process, busy or idle",
+            registry=r,
+        )
         self.engine_errors = Counter(
             "assay_engine_errors",
             "Failures of the execution engine, by error code",

@@ -91,6 +91,7 @@ class LocalQueue(EvaluationQueue):
         self._metrics.track(
             lambda: self._depth, lambda: len(self._running), self._settings.concurrency
         )
+        self._metrics.batch_sandboxes.set_function(lambda: self._batch_sandboxes.open)
         if not self._settings.run_workers:
             return
         self._workers = [
@@ -229,6 +230,7 @@ class LocalQueue(EvaluationQueue):
         if evaluation.isolation != "batch" or batch_id is None:
             return await self._engine.execute(evaluation.request, on_output=sink.add)
         sandbox = self._batch_sandboxes.take(batch_id)
+        self._metrics.batch_programs.inc()
         try:
             return await sandbox.execute(evaluation.request, on_output=sink.add)
         finally:
