@@ -135,6 +135,9 @@ class QueueSettings(BaseModel):
     retry_after_seconds: int = Field(default=5, ge=1)
     #: Runs of one evaluation interrupted by platform restarts before it ends as ``error``.
     max_attempts: int = Field(default=3, ge=1)
+    #: A running evaluation's worker renews its lease every third of this; when a worker
+    #: dies, any other worker sharing the database takes its evaluations back after this.
+    lease_seconds: float = Field(default=30.0, ge=3, le=3600)
     #: False: this process only accepts, stores and streams; other replicas sharing its
     #: database (and ``redis_url``) run the evaluations.
     run_workers: bool = True

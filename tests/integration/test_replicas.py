@@ -5,6 +5,7 @@ runs."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -20,6 +21,9 @@ import httpx
 import pytest
 import redis
 
+from assay.config import Settings
+from assay.execution_engine.docker_client import DockerDaemon
+from assay.execution_engine.docker_engine import LABEL_ENGINE
 from assay.monitoring.redis_bus import RedisEventBus
 from tests.conftest import (
     RunningServer,
@@ -37,47 +41,75 @@ REDIS_URL = os.environ.get("ASSAY_TEST_REDIS_URL", "redis://127.0.0.1:56379/0")
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def remove_containers(engine_id: str) -> None:
+    daemon = DockerDaemon(None, timeout=30)
+    try:
+        for container_id in daemon.container_ids({LABEL_ENGINE: engine_id}):
+            daemon.remove(container_id)
+    finally:
+        daemon.close()
+
+
 @dataclass
 class Replicas:
     api: RunningServer  # accepts, stores, streams; runs nothing
     worker_engine_id: str  # of the `assay worker` process that runs the evaluations
 
 
-@pytest.fixture
-async def replicas(tmp_path: Path) -> AsyncIterator[Replicas]:
+def start_worker(tmp_path: Path, database: str, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+    """An ``assay worker`` process on ``database`` and the test Redis; returns it and its
+    engine id."""
+    engine_id = f"{TEST_ENGINE_PREFIX}worker-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / f"{engine_id}.log"
+    environment = {
+        **os.environ,
+        "ASSAY_DATA_DIR": str(tmp_path / engine_id),
+        "ASSAY_STORAGE__URL": database,
+        "ASSAY_REDIS_URL": REDIS_URL,
+        "ASSAY_EXECUTION__ENGINE_ID": engine_id,
+        "ASSAY_EXECUTION__POOL__SIZE": "1",
+        "ASSAY_QUEUE__CONCURRENCY": "2",
+        **env,
+    }
+    with log.open("ab") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "assay", "worker"], env=environment, stdout=out, stderr=out
+        )
+    return worker, engine_id
+
+
+def stop_worker(worker: subprocess.Popen[bytes], engine_id: str) -> None:
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0, "the worker did not stop cleanly"
+    assert leftover_containers(engine_id) == [], "the worker left a container behind"
+
+
+def require_redis() -> None:
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
     except redis.RedisError as exc:
         unavailable("Redis", f"{REDIS_URL}: {exc}")
+
+
+def api_only(tmp_path: Path, database: str) -> Settings:
+    return platform_settings(
+        tmp_path / "api",
+        queue={"run_workers": False},
+        storage={"url": database},
+        redis_url=REDIS_URL,
+    )
+
+
+@pytest.fixture
+async def replicas(tmp_path: Path) -> AsyncIterator[Replicas]:
+    require_redis()
     with postgres_database() as database:
-        api_settings = platform_settings(
-            tmp_path / "api",
-            queue={"run_workers": False},
-            storage={"url": database},
-            redis_url=REDIS_URL,
-        )
-        engine_id = f"{TEST_ENGINE_PREFIX}worker-{uuid.uuid4().hex[:8]}"
-        log = tmp_path / "worker.log"
-        env = {
-            **os.environ,
-            "ASSAY_DATA_DIR": str(tmp_path / "worker"),
-            "ASSAY_STORAGE__URL": database,
-            "ASSAY_REDIS_URL": REDIS_URL,
-            "ASSAY_EXECUTION__ENGINE_ID": engine_id,
-            "ASSAY_EXECUTION__POOL__SIZE": "1",
-            "ASSAY_QUEUE__CONCURRENCY": "2",
-        }
-        with log.open("ab") as out:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "assay", "worker"], env=env, stdout=out, stderr=out
-            )
+        worker, engine_id = start_worker(tmp_path, database)
         try:
-            async with running_server(api_settings) as api:
+            async with running_server(api_only(tmp_path, database)) as api:
                 yield Replicas(api, engine_id)
         finally:
-            worker.send_signal(signal.SIGTERM)
-            assert worker.wait(timeout=60) == 0, log.read_text()
-        assert leftover_containers(engine_id) == [], "the worker left a container behind"
+            stop_worker(worker, engine_id)
 
 
 async def test_the_api_replica_streams_what_another_replica_runs(replicas: Replicas) -> None:
@@ -121,10 +153,7 @@ async def test_a_cancel_sent_to_the_api_replica_stops_the_run_elsewhere(
 
 
 async def test_notices_flow_again_after_redis_restarts() -> None:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
-    except redis.RedisError as exc:
-        unavailable("Redis", f"{REDIS_URL}: {exc}")
+    require_redis()
     one, other = RedisEventBus(REDIS_URL), RedisEventBus(REDIS_URL)
     await one.start()
     await other.start()
@@ -149,3 +178,36 @@ async def test_notices_flow_again_after_redis_restarts() -> None:
     finally:
         await one.close()
         await other.close()
+
+
+async def test_a_killed_workers_evaluations_are_run_again_by_another(tmp_path: Path) -> None:
+    require_redis()
+    program = "import time\ntime.sleep(3)\nprint('done', {i})"
+    with postgres_database() as database:
+        lease = {"ASSAY_QUEUE__LEASE_SECONDS": "3"}
+        doomed, doomed_id = start_worker(tmp_path, database, **lease)
+        survivor, survivor_id = start_worker(tmp_path, database, **lease)
+        try:
+            async with running_server(api_only(tmp_path, database)) as api, api.client() as client:
+                created = await client.submit_batch(
+                    [{"code": program.format(i=i)} for i in range(8)]
+                )
+                for _ in range(200):  # until the doomed worker runs something
+                    running = [await client.get(e.id) for e in created]
+                    if any(e.executor == doomed_id and e.status == "running" for e in running):
+                        break
+                    await asyncio.sleep(0.1)
+                doomed.kill()
+                doomed.wait()
+                killed_during = {e.id for e in running if e.executor == doomed_id}
+                assert killed_during, "the doomed worker never ran anything"
+                results = [await client.wait(e.id, timeout=120) for e in created]
+        finally:
+            stop_worker(survivor, survivor_id)
+            remove_containers(doomed_id)  # what the killed process could not remove
+    assert [r.stdout for r in results] == [f"done {i}\n" for i in range(8)]
+    assert {r.status for r in results} == {"completed"}
+    for result in results:
+        if result.id in killed_during and result.executor == survivor_id:
+            assert result.attempts == 2, result
+    assert any(r.id in killed_during and r.executor == survivor_id for r in results)

@@ -3,6 +3,7 @@ idempotency, bounds, pagination, recovery, migrations."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -190,3 +191,27 @@ async def test_batch_and_isolation_are_kept(storage: SqlStorage) -> None:
     assert claimed is not None and (claimed.batch_id, claimed.isolation) == ("b-1", "batch")
     with pytest.raises(IdempotencyConflictError):  # the same key, now asking for less isolation
         await storage.create([new(idempotency_key="plain", isolation="batch")], max_queued=10)
+
+
+async def test_leases_expire_and_their_evaluations_are_taken_back(storage: SqlStorage) -> None:
+    created = await storage.create([new("a"), new("b")], max_queued=10)
+    first = await storage.claim_next("dies", lease_seconds=0.3)
+    second = await storage.claim_next("lives", lease_seconds=0.3)
+    assert first is not None and second is not None
+    assert await storage.renew_leases("lives", [second.id, first.id], 60) == {second.id}
+    await asyncio.sleep(0.5)
+    assert await storage.recover_expired(max_attempts=3) == ([first.id], [])
+    assert await storage.renew_leases("dies", [first.id], 60) == set(), "it is no longer its"
+    retaken = await storage.claim_next("lives", lease_seconds=0.3)
+    assert retaken is not None and (retaken.id, retaken.attempts) == (first.id, 2)
+    assert [e.type for e in await storage.events(first.id)] == [
+        "queued",
+        "started",
+        "requeued",
+        "started",
+    ]
+    await asyncio.sleep(0.5)
+    assert await storage.recover_expired(max_attempts=2) == ([], [first.id]), "out of attempts"
+    ended = await storage.get(first.id)
+    assert ended.status is EvaluationStatus.ERROR and "lease" in (ended.outcome.error or "")
+    assert {e.id for e, _ in created} == {first.id, second.id}

@@ -99,6 +99,7 @@ class LocalQueue(EvaluationQueue):
             for n in range(self._settings.concurrency)
         ]
         self._workers.append(asyncio.create_task(self._obey_cancels(), name="assay-cancels"))
+        self._workers.append(asyncio.create_task(self._keep_leases(), name="assay-leases"))
 
     async def stop(self) -> None:
         self._stopping = True
@@ -162,6 +163,37 @@ class LocalQueue(EvaluationQueue):
 
     # -- workers -------------------------------------------------------------------------
 
+    async def _keep_leases(self) -> None:
+        """Renew the leases of what runs here; take back what dead workers left running."""
+        lease = self._settings.lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                running = list(self._running)
+                held = await self._storage.renew_leases(self._executor, running, lease)
+                for evaluation_id in set(running) - held:
+                    task = self._running.get(evaluation_id)
+                    if task is not None and not task.done():
+                        logger.warning("lost the lease on %s; stopping its run", evaluation_id)
+                        task.cancel()  # its outcome would not be recorded anyway
+                requeued, ended = await self._storage.recover_expired(self._settings.max_attempts)
+            except StorageError as exc:
+                logger.error("cannot renew leases: %s", exc)
+                continue
+            if requeued or ended:
+                logger.warning(
+                    "took back %d evaluation(s) from dead workers (%d re-queued)",
+                    len(requeued) + len(ended),
+                    len(requeued),
+                )
+            for evaluation_id in requeued:
+                self._bus.publish(evaluation_id, "requeued")
+            for evaluation_id in ended:
+                self._bus.publish(evaluation_id, "finished")
+            if requeued:
+                self._depth += len(requeued)
+                self._wake.set()
+
     async def _obey_cancels(self) -> None:
         """Cancel what this process runs when another replica was asked to."""
         with self._bus.subscribe(ALL) as subscription:
@@ -179,7 +211,9 @@ class LocalQueue(EvaluationQueue):
             await self._engine_ok.wait()
             self._wake.clear()
             try:
-                evaluation = await self._storage.claim_next(self._executor)
+                evaluation = await self._storage.claim_next(
+                    self._executor, lease_seconds=self._settings.lease_seconds
+                )
             except StorageError as exc:
                 logger.error("cannot claim work: %s", exc)
                 evaluation = None

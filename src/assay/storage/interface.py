@@ -16,7 +16,10 @@ from assay.storage.records import (
     Page,
 )
 
-__all__ = ["Storage"]
+__all__ = ["DEFAULT_LEASE_SECONDS", "Storage"]
+
+#: How long a claimed evaluation stays its worker's without a renewal.
+DEFAULT_LEASE_SECONDS = 30.0
 
 
 class Storage(abc.ABC):
@@ -71,9 +74,25 @@ class Storage(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def claim_next(self, executor: str) -> Evaluation | None:
+    async def claim_next(
+        self, executor: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS
+    ) -> Evaluation | None:
         """Move the next queued evaluation (highest priority, then oldest) to ``running``,
-        count the attempt and record a ``started`` event; None when nothing is queued."""
+        count the attempt, lease it to ``executor`` for ``lease_seconds`` and record a
+        ``started`` event; None when nothing is queued."""
+
+    @abc.abstractmethod
+    async def renew_leases(
+        self, executor: str, evaluation_ids: Sequence[str], lease_seconds: float
+    ) -> set[str]:
+        """Extend ``executor``'s leases on these running evaluations; returns the ids it
+        still holds (one missing was taken back, cancelled or finished)."""
+
+    @abc.abstractmethod
+    async def recover_expired(self, max_attempts: int) -> tuple[list[str], list[str]]:
+        """Take back running evaluations whose lease has expired (their worker died):
+        requeue them, or end them as ``error`` after ``max_attempts``. Returns (requeued
+        ids, ended ids)."""
 
     @abc.abstractmethod
     async def finish(

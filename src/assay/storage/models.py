@@ -66,6 +66,9 @@ class EvaluationRow(Base):
     finished_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     executor: Mapped[str | None] = mapped_column(String(128))
+    #: A running evaluation's worker renews this; once it has passed, the worker is presumed
+    #: dead and the evaluation is taken back (re-queued or ended).
+    lease_until: Mapped[datetime | None]
     batch_id: Mapped[str | None] = mapped_column(String(36), index=True)
     isolation: Mapped[str] = mapped_column(
         String(16), default="evaluation", server_default="evaluation"

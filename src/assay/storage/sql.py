@@ -12,13 +12,13 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, create_engine, event, func, select
+from sqlalchemy import Connection, create_engine, event, func, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,7 +30,7 @@ from assay.errors import (
     StorageError,
 )
 from assay.execution_engine import ExecutionRequest
-from assay.storage.interface import Storage
+from assay.storage.interface import DEFAULT_LEASE_SECONDS, Storage
 from assay.storage.models import ApiKeyRow, EvaluationRow, EventRow, LabelRow
 from assay.storage.records import (
     ApiKey,
@@ -143,8 +143,18 @@ class SqlStorage(Storage):
     ) -> Page:
         return await self._call(self._list_evaluations, statuses, labels, cursor, limit)
 
-    async def claim_next(self, executor: str) -> Evaluation | None:
-        return await self._call(self._claim_next, executor)
+    async def claim_next(
+        self, executor: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS
+    ) -> Evaluation | None:
+        return await self._call(self._claim_next, executor, lease_seconds)
+
+    async def renew_leases(
+        self, executor: str, evaluation_ids: Sequence[str], lease_seconds: float
+    ) -> set[str]:
+        return await self._call(self._renew_leases, executor, list(evaluation_ids), lease_seconds)
+
+    async def recover_expired(self, max_attempts: int) -> tuple[list[str], list[str]]:
+        return await self._call(self._recover_expired, max_attempts)
 
     async def finish(
         self,
@@ -324,7 +334,7 @@ class SqlStorage(Storage):
         next_cursor = _encode_cursor(rows[-1].seq) if more and rows else None
         return Page(items=[_evaluation(row) for row in rows], next_cursor=next_cursor)
 
-    def _claim_next(self, executor: str) -> Evaluation | None:
+    def _claim_next(self, executor: str, lease_seconds: float) -> Evaluation | None:
         with self._session(write=True) as session:
             row = session.scalar(
                 select(EvaluationRow)
@@ -340,6 +350,7 @@ class SqlStorage(Storage):
             row.attempts += 1
             row.started_at = now
             row.executor = executor
+            row.lease_until = now + timedelta(seconds=lease_seconds)
             session.add(
                 EventRow(
                     evaluation_seq=row.seq,
@@ -415,42 +426,44 @@ class SqlStorage(Storage):
             return True
 
     def _recover_interrupted(self, executor: str, max_attempts: int) -> tuple[list[str], list[str]]:
-        requeued: list[str] = []
-        ended: list[str] = []
         with self._session(write=True) as session:
             rows = session.scalars(
                 select(EvaluationRow).where(
                     EvaluationRow.status == _RUNNING, EvaluationRow.executor == executor
                 )
             )
-            now = _now()
-            for row in rows:
-                if row.attempts < max_attempts:
-                    row.status = _QUEUED
-                    row.started_at = None
-                    reason = "the platform stopped while this evaluation was running"
-                    session.add(
-                        EventRow(
-                            evaluation_seq=row.seq, type="requeued", at=now, data={"reason": reason}
-                        )
-                    )
-                    requeued.append(row.id)
-                else:
-                    outcome = Outcome(
-                        status=EvaluationStatus.ERROR,
-                        error=f"interrupted by platform restarts {row.attempts} times; not retried",
-                    )
-                    _apply_outcome(row, outcome, now)
-                    session.add(
-                        EventRow(
-                            evaluation_seq=row.seq,
-                            type="finished",
-                            at=now,
-                            data=_terminal_data(outcome),
-                        )
-                    )
-                    ended.append(row.id)
-        return requeued, ended
+            return _take_back(
+                session, list(rows), max_attempts, "the platform stopped while this ran"
+            )
+
+    def _renew_leases(
+        self, executor: str, evaluation_ids: list[str], lease_seconds: float
+    ) -> set[str]:
+        if not evaluation_ids:
+            return set()
+        with self._session(write=True) as session:
+            held = session.scalars(
+                update(EvaluationRow)
+                .where(
+                    EvaluationRow.id.in_(evaluation_ids),
+                    EvaluationRow.status == _RUNNING,
+                    EvaluationRow.executor == executor,
+                )
+                .values(lease_until=_now() + timedelta(seconds=lease_seconds))
+                .returning(EvaluationRow.id)
+            )
+            return set(held)
+
+    def _recover_expired(self, max_attempts: int) -> tuple[list[str], list[str]]:
+        with self._session(write=True) as session:
+            rows = session.scalars(
+                select(EvaluationRow)
+                .where(EvaluationRow.status == _RUNNING, EvaluationRow.lease_until < _now())
+                .with_for_update(skip_locked=True)
+            )
+            return _take_back(
+                session, list(rows), max_attempts, "its worker stopped renewing its lease"
+            )
 
     def _counts(self) -> dict[EvaluationStatus, int]:
         with self._session() as session:
@@ -574,6 +587,38 @@ def _terminal_data(outcome: Outcome) -> dict[str, Any]:
         "duration_seconds": outcome.duration_seconds,
         "error": outcome.error,
     }
+
+
+def _take_back(
+    session: Session, rows: list[EvaluationRow], max_attempts: int, reason: str
+) -> tuple[list[str], list[str]]:
+    """Interrupted runs: back to the queue (a ``requeued`` event), or ended as ``error``
+    after ``max_attempts``. Returns (requeued ids, ended ids)."""
+    requeued: list[str] = []
+    ended: list[str] = []
+    now = _now()
+    for row in rows:
+        if row.attempts < max_attempts:
+            row.status = _QUEUED
+            row.started_at = None
+            row.lease_until = None
+            session.add(
+                EventRow(evaluation_seq=row.seq, type="requeued", at=now, data={"reason": reason})
+            )
+            requeued.append(row.id)
+        else:
+            outcome = Outcome(
+                status=EvaluationStatus.ERROR,
+                error=f"interrupted {row.attempts} times ({reason}); not retried",
+            )
+            _apply_outcome(row, outcome, now)
+            session.add(
+                EventRow(
+                    evaluation_seq=row.seq, type="finished", at=now, data=_terminal_data(outcome)
+                )
+            )
+            ended.append(row.id)
+    return requeued, ended
 
 
 def _evaluation(row: EvaluationRow) -> Evaluation:
