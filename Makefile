@@ -40,6 +40,7 @@ bench: bootstrap
 	$(BIN)/python bench/cold_path.py
 	$(BIN)/python bench/warm_pool.py
 	$(BIN)/python bench/batch_isolation.py
+	$(BIN)/python bench/scale_out.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache test-artifacts

@@ -98,7 +98,7 @@ class LocalQueue(EvaluationQueue):
             asyncio.create_task(self._work(), name=f"assay-worker-{n}")
             for n in range(self._settings.concurrency)
         ]
-        self._workers.append(asyncio.create_task(self._obey_cancels(), name="assay-cancels"))
+        self._workers.append(asyncio.create_task(self._follow_notices(), name="assay-notices"))
         self._workers.append(asyncio.create_task(self._keep_leases(), name="assay-leases"))
 
     async def stop(self) -> None:
@@ -194,12 +194,17 @@ class LocalQueue(EvaluationQueue):
                 self._depth += len(requeued)
                 self._wake.set()
 
-    async def _obey_cancels(self) -> None:
-        """Cancel what this process runs when another replica was asked to."""
+    async def _follow_notices(self) -> None:
+        """Wake the workers when another replica queued something; cancel what this process
+        runs when another replica was asked to."""
         with self._bus.subscribe(ALL) as subscription:
             while True:
                 notice = await subscription.next()
-                if notice is None or notice.type != CANCEL_REQUESTED:
+                if notice is None:
+                    continue
+                if notice.type in {"queued", "requeued"}:
+                    self._wake.set()
+                if notice.type != CANCEL_REQUESTED:
                     continue
                 task = self._running.get(notice.evaluation_id)
                 if task is not None and not task.done():
