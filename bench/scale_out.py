@@ -34,7 +34,11 @@ TRIVIAL = "print('ok')"
 @asynccontextmanager
 async def database(admin_url: str) -> AsyncIterator[str]:
     name = f"assay_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
+    try:
+        admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        raise SystemExit(f"needs PostgreSQL and Redis (sudo scripts/test-services): {exc}") from exc
+    with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
         try:
             base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
