@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import assert_never
 
 from fastapi import FastAPI
 
@@ -37,14 +38,19 @@ class Platform:
         self.engine: ExecutionInterface = engine or create_engine(settings)
         self.bus = EventBus() if settings.redis_url is None else _redis_bus(settings.redis_url)
         self.metrics = Metrics()
-        self.queue: EvaluationQueue = LocalQueue(
-            self.storage,
-            self.engine,
-            self.bus,
-            self.metrics,
-            settings.queue,
-            executor=settings.execution.engine_id,
-        )
+        parts = (self.storage, self.engine, self.bus, self.metrics, settings.queue)
+        executor = settings.execution.engine_id
+        self.queue: EvaluationQueue
+        match settings.queue.backend:
+            case "local":
+                self.queue = LocalQueue(*parts, executor=executor)
+            case "celery":
+                from assay.queue.celery_queue import CeleryQueue, celery_app  # noqa: PLC0415
+
+                app, url = celery_app(settings), settings.redis_url or ""
+                self.queue = CeleryQueue(*parts, executor=executor, app=app, redis_url=url)
+            case unknown:
+                assert_never(unknown)
         self._auth_checked_at = float("-inf")
         self._auth_required = False
 

@@ -115,6 +115,12 @@ def _worker(_args: argparse.Namespace, settings: Settings) -> int:
         update={"queue": settings.queue.model_copy(update={"run_workers": True})}
     )
 
+    if settings.queue.backend == "celery":
+        from assay.queue.celery_queue import run_celery_worker  # noqa: PLC0415
+
+        run_celery_worker(settings)
+        return 0
+
     async def work() -> None:
         platform = Platform(settings)
         stopping = asyncio.Event()

@@ -138,6 +138,9 @@ class QueueSettings(BaseModel):
     #: A running evaluation's worker renews its lease every third of this; when a worker
     #: dies, any other worker sharing the database takes its evaluations back after this.
     lease_seconds: float = Field(default=30.0, ge=3, le=3600)
+    #: ``local``: workers in this process claim from the database. ``celery``: API replicas
+    #: ring Celery doorbells on ``redis_url`` and ``assay worker`` processes answer them.
+    backend: Literal["local", "celery"] = "local"
     #: False: this process only accepts, stores and streams; other replicas sharing its
     #: database (and ``redis_url``) run the evaluations.
     run_workers: bool = True

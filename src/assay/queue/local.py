@@ -53,6 +53,7 @@ class LocalQueue(EvaluationQueue):
         settings: QueueSettings,
         *,
         executor: str,
+        poll: bool = True,
     ) -> None:
         self._storage = storage
         self._engine = engine
@@ -60,6 +61,8 @@ class LocalQueue(EvaluationQueue):
         self._metrics = metrics
         self._settings = settings
         self._executor = executor
+        #: False: no claiming loop here; a task engine calls ``run_next`` (celery_queue.py).
+        self._poll = poll
         self._wake = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -96,7 +99,7 @@ class LocalQueue(EvaluationQueue):
             return
         self._workers = [
             asyncio.create_task(self._work(), name=f"assay-worker-{n}")
-            for n in range(self._settings.concurrency)
+            for n in range(self._settings.concurrency if self._poll else 0)
         ]
         self._workers.append(asyncio.create_task(self._follow_notices(), name="assay-notices"))
         self._workers.append(asyncio.create_task(self._keep_leases(), name="assay-leases"))
@@ -215,29 +218,36 @@ class LocalQueue(EvaluationQueue):
         while not self._stopping:
             await self._engine_ok.wait()
             self._wake.clear()
-            try:
-                evaluation = await self._storage.claim_next(
-                    self._executor, lease_seconds=self._settings.lease_seconds
-                )
-            except StorageError as exc:
-                logger.error("cannot claim work: %s", exc)
-                evaluation = None
-            if evaluation is None:
+            if not await self.run_next():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), _IDLE_RECHECK_SECONDS)
-                continue
-            self._depth = max(0, self._depth - 1)
-            task = asyncio.create_task(self._execute(evaluation), name=f"assay-run-{evaluation.id}")
-            self._running[evaluation.id] = task
-            try:
-                await asyncio.wait({task})
-            except asyncio.CancelledError:  # the queue is stopping: stop this run too
-                task.cancel()
-                await asyncio.wait({task})
-                raise
-            finally:
-                self._running.pop(evaluation.id, None)
-                self._cancel_requested.discard(evaluation.id)
+
+    async def run_next(self) -> bool:
+        """Claim the next queued evaluation (highest priority, then oldest) and run it to
+        its end; False when nothing was queued. The workers' loop, or a task engine's
+        worker when ``poll`` is off."""
+        try:
+            evaluation = await self._storage.claim_next(
+                self._executor, lease_seconds=self._settings.lease_seconds
+            )
+        except StorageError as exc:
+            logger.error("cannot claim work: %s", exc)
+            return False
+        if evaluation is None:
+            return False
+        self._depth = max(0, self._depth - 1)
+        task = asyncio.create_task(self._execute(evaluation), name=f"assay-run-{evaluation.id}")
+        self._running[evaluation.id] = task
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:  # the queue is stopping: stop this run too
+            task.cancel()
+            await asyncio.wait({task})
+            raise
+        finally:
+            self._running.pop(evaluation.id, None)
+            self._cancel_requested.discard(evaluation.id)
+        return True
 
     async def _execute(self, evaluation: Evaluation) -> None:
         self._bus.publish(evaluation.id, "started")
