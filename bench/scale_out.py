@@ -1,6 +1,7 @@
 """The distributed path against the monolith, on this machine: an API-only ``assay serve``
-and ``assay worker`` processes sharing PostgreSQL and Redis (``scripts/test-services``
-starts both on loopback), against one ``assay serve`` on SQLite.
+and ``assay worker`` processes sharing PostgreSQL and Redis, the queue on Celery
+(``scripts/test-services`` starts both servers on loopback), against one ``assay serve`` on
+SQLite.
 
 Prints the p50/p95 latency of ``print('ok')`` end to end (``POST ?wait``) on each path, and
 the throughput of 200 short programs with one worker and with two. Every worker and the
@@ -131,7 +132,11 @@ async def main() -> None:
     distributed: list[float] = []
     for workers in (1, 2):
         async with database(args.postgres) as db, AsyncExitStack() as stack:
-            shared = {"ASSAY_STORAGE__URL": db, "ASSAY_REDIS_URL": args.redis}
+            shared = {
+                "ASSAY_STORAGE__URL": db,
+                "ASSAY_REDIS_URL": args.redis,
+                "ASSAY_QUEUE__BACKEND": "celery",
+            }
             for index in range(workers):
                 await stack.enter_async_context(worker(shared, f"bench-worker-{index}"))
             url = await stack.enter_async_context(
