@@ -215,3 +215,13 @@ async def test_leases_expire_and_their_evaluations_are_taken_back(storage: SqlSt
     ended = await storage.get(first.id)
     assert ended.status is EvaluationStatus.ERROR and "lease" in (ended.outcome.error or "")
     assert {e.id for e, _ in created} == {first.id, second.id}
+
+
+async def test_replicas_starting_together_on_postgresql_migrate_once() -> None:
+    with postgres_database() as url:
+        stores = [SqlStorage(url) for _ in range(6)]
+        try:
+            await asyncio.gather(*(store.start() for store in stores))
+        finally:
+            for store in stores:
+                await store.close()
