@@ -94,6 +94,16 @@ def leftover_containers(
         daemon.close()
 
 
+def remove_containers(engine_id: str) -> None:
+    """Remove ``engine_id``'s containers: what a SIGKILLed process could not remove itself."""
+    daemon = DockerDaemon(None, timeout=30)
+    try:
+        for container_id in daemon.container_ids({LABEL_ENGINE: engine_id}):
+            daemon.remove(container_id)
+    finally:
+        daemon.close()
+
+
 def container_exists(container_id: str) -> bool:
     daemon = DockerDaemon(None, timeout=30)
     try:

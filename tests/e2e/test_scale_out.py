@@ -23,9 +23,7 @@ import pytest
 import redis
 from sqlalchemy.engine import make_url
 
-from assay.execution_engine.docker_client import DockerDaemon
-from assay.execution_engine.docker_engine import LABEL_ENGINE
-from tests.conftest import postgres_database, unavailable
+from tests.conftest import postgres_database, remove_containers, unavailable
 from tests.e2e.test_crash_recovery import free_port, wait_ready
 from tests.sandbox import TEST_ENGINE_PREFIX
 
@@ -54,15 +52,6 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
                 child.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 child.kill()
-
-
-def remove_containers(engine_id: str) -> None:
-    daemon = DockerDaemon(None, timeout=30)
-    try:
-        for container_id in daemon.container_ids({LABEL_ENGINE: engine_id}):
-            daemon.remove(container_id)
-    finally:
-        daemon.close()
 
 
 def restart_redis() -> None:

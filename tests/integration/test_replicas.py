@@ -22,14 +22,13 @@ import pytest
 import redis
 
 from assay.config import Settings
-from assay.execution_engine.docker_client import DockerDaemon
-from assay.execution_engine.docker_engine import LABEL_ENGINE
 from assay.monitoring.redis_bus import RedisEventBus
 from tests.conftest import (
     RunningServer,
     container_exists,
     leftover_containers,
     postgres_database,
+    remove_containers,
     running_server,
     unavailable,
 )
@@ -39,15 +38,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
 REDIS_URL = os.environ.get("ASSAY_TEST_REDIS_URL", "redis://127.0.0.1:56379/0")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def remove_containers(engine_id: str) -> None:
-    daemon = DockerDaemon(None, timeout=30)
-    try:
-        for container_id in daemon.container_ids({LABEL_ENGINE: engine_id}):
-            daemon.remove(container_id)
-    finally:
-        daemon.close()
 
 
 @dataclass
