@@ -1,0 +1,12 @@
+#!/bin/sh
+# Redis as the scale-out profile runs it: loopback only, a password, no persistence.
+set -eu
+case "${ASSAY_REDIS_PASSWORD:-}" in
+  "" | *[!A-Za-z0-9._~-]*)
+    echo "assay-redis: set ASSAY_REDIS_PASSWORD to letters, digits and ._~- (it goes into URLs)" >&2
+    exit 2 ;;
+esac
+exec redis-server - --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
+  --save '' --appendonly no <<CONF
+requirepass $ASSAY_REDIS_PASSWORD
+CONF
