@@ -7,6 +7,7 @@ import asyncio
 import ipaddress
 import logging
 import signal
+import socket
 import sys
 
 from assay.config import Settings
@@ -28,6 +29,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="run queue workers without the API (replicas sharing PostgreSQL; see "
         "ASSAY_QUEUE__RUN_WORKERS, ASSAY_REDIS_URL)",
     )
+    worker.add_argument(
+        "--port",
+        type=int,
+        help="serve /healthz, /readyz and /metrics on this port (default: no HTTP at all)",
+    )
+    worker.add_argument("--host", default="127.0.0.1", help="address for --port (127.0.0.1)")
     worker.set_defaults(handler=_worker)
 
     executor = commands.add_parser(
@@ -66,10 +73,8 @@ async def _storage(settings: Settings) -> Storage:
     return storage
 
 
-def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn  # noqa: PLC0415 - only the server needs it
-
-    from assay.app import create_app  # noqa: PLC0415
+def _may_listen(settings: Settings, host: str, port: int) -> bool:
+    """False (and says why) when ``host`` is not loopback and no API key exists yet."""
 
     async def keys_exist() -> bool:
         storage = await _storage(settings)
@@ -78,21 +83,31 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await storage.close()
 
-    protected = asyncio.run(keys_exist())
-    if not protected:
-        if not is_loopback(args.host):
-            print(
-                f"assay: refusing to serve on {args.host} without an API key; create one with "
-                "`assay keys create NAME`, or bind to 127.0.0.1",
-                file=sys.stderr,
-            )
-            return 2
-        logger.warning(
-            "no API key exists: the API on %s:%d is open to anyone on this machine "
-            "(create one with `assay keys create NAME`)",
-            args.host,
-            args.port,
+    if asyncio.run(keys_exist()):
+        return True
+    if not is_loopback(host):
+        print(
+            f"assay: refusing to serve on {host} without an API key; create one with "
+            "`assay keys create NAME`, or bind to 127.0.0.1",
+            file=sys.stderr,
         )
+        return False
+    logger.warning(
+        "no API key exists: %s:%d is open to anyone on this machine "
+        "(create one with `assay keys create NAME`)",
+        host,
+        port,
+    )
+    return True
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn  # noqa: PLC0415 - only the server needs it
+
+    from assay.app import create_app  # noqa: PLC0415
+
+    if not _may_listen(settings, args.host, args.port):
+        return 2
     logger.warning("serving on http://%s:%d (docs at /docs)", args.host, args.port)
     uvicorn.run(
         create_app(settings),
@@ -104,9 +119,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _worker(_args: argparse.Namespace, settings: Settings) -> int:
-    """The platform's queue workers and engine, no HTTP: until SIGTERM or SIGINT, after which
-    running evaluations are killed and put back in the queue."""
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    """The platform's queue workers and engine, no REST API (with ``--port``, its health and
+    metrics): until SIGTERM or SIGINT, after which running evaluations are killed and put
+    back in the queue."""
+    from assay.api.status_server import StatusServer  # noqa: PLC0415
     from assay.app import Platform  # noqa: PLC0415
 
     if settings.storage.url is None or settings.storage.url.startswith("sqlite"):
@@ -115,10 +132,19 @@ def _worker(_args: argparse.Namespace, settings: Settings) -> int:
         update={"queue": settings.queue.model_copy(update={"run_workers": True})}
     )
 
+    listening = None
+    if args.port is not None:
+        if not _may_listen(settings, args.host, args.port):
+            return 2
+        try:
+            listening = socket.create_server((args.host, args.port))
+        except OSError as exc:
+            print(f"assay: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+            return 2
     if settings.queue.backend == "celery":
         from assay.queue.celery_queue import run_celery_worker  # noqa: PLC0415
 
-        run_celery_worker(settings)
+        run_celery_worker(settings, listening)
         return 0
 
     async def work() -> None:
@@ -127,13 +153,18 @@ def _worker(_args: argparse.Namespace, settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
+        server = StatusServer(platform, listening) if listening else None
         await platform.start()
+        if server is not None:
+            server.start()
         logger.warning(
             "worker %s: %d at once", settings.execution.engine_id, settings.queue.concurrency
         )
         try:
             await stopping.wait()
         finally:
+            if server is not None:
+                await asyncio.shield(server.stop())
             await asyncio.shield(platform.stop())
 
     asyncio.run(work())

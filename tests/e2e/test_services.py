@@ -136,6 +136,7 @@ class ScaleOut:
     env: dict[str, str]
     apis: list[str]
     executors: list[str]
+    workers: list[str]
     engine_id: str
 
 
@@ -144,7 +145,16 @@ def scale_out(images: None) -> Iterator[ScaleOut]:
     engine_id = f"{TEST_ENGINE_PREFIX}scale-{uuid.uuid4().hex[:8]}"
     ports = {
         name: str(free_port())
-        for name in ("POSTGRES", "REDIS", "EXECUTOR", "EXECUTOR_2", "API_1", "API_2")
+        for name in (
+            "POSTGRES",
+            "REDIS",
+            "EXECUTOR",
+            "EXECUTOR_2",
+            "API_1",
+            "API_2",
+            "WORKER_1",
+            "WORKER_2",
+        )
     }
     env = {
         **os.environ,
@@ -161,6 +171,7 @@ def scale_out(images: None) -> Iterator[ScaleOut]:
             env,
             apis=[f"http://127.0.0.1:{ports[name]}" for name in ("API_1", "API_2")],
             executors=[f"http://127.0.0.1:{ports[name]}" for name in ("EXECUTOR", "EXECUTOR_2")],
+            workers=[f"http://127.0.0.1:{ports[name]}" for name in ("WORKER_1", "WORKER_2")],
             engine_id=engine_id,
         )
     assert leftover_containers(engine_id) == []
@@ -174,14 +185,14 @@ def containers(stack: ScaleOut) -> dict[str, dict[str, Any]]:
     return {c["Config"]["Labels"]["com.docker.compose.service"]: c for c in inspected}
 
 
-def executions_total(executor: str, token: str) -> float:
-    metrics = httpx.get(
-        f"{executor}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10
-    ).text
+def total(url: str, metric: str, token: str | None = None) -> float:
+    """The sum of a metric's samples, all labels, in ``url``'s /metrics."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    metrics = httpx.get(f"{url}/metrics", headers=headers, timeout=10).text
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in metrics.splitlines()
-        if line.startswith("assay_executor_executions_total{")
+        if line.startswith((metric + "{", metric + " "))
     )
 
 
@@ -198,6 +209,8 @@ def test_the_scale_out_profile_runs_replicas_workers_and_executors(scale_out: Sc
     for url in scale_out.apis:
         ready = wait_ready(url)
         assert "not used" in ready["checks"]["engine"]["detail"], ready  # type: ignore[index]
+    for url in scale_out.workers:
+        assert wait_ready(url)["checks"]["engine"]["ok"] is True  # type: ignore[index]
 
     first, second = (AssayClient(url) for url in scale_out.apis)
     with first, second:
@@ -220,5 +233,15 @@ def test_the_scale_out_profile_runs_replicas_workers_and_executors(scale_out: Sc
     assert wrong == []
     assert {r.executor for r in results} == {"worker-1", "worker-2"}, "both workers ran some"
     token = scale_out.env["ASSAY_EXECUTOR_TOKEN"]
-    ran = [executions_total(url, token) for url in scale_out.executors]
+    ran = [total(url, "assay_executor_executions_total", token) for url in scale_out.executors]
     assert sum(ran) == len(results) + 1 and min(ran) > 0, ran
+    recorded = [total(url, "assay_evaluations_total") for url in scale_out.workers]
+    assert sum(recorded) == len(results) + 1 and min(recorded) > 0, recorded
+    depth = [total(url, "assay_queue_depth") for url in scale_out.apis + scale_out.workers]
+    assert depth == [0, 0, 0, 0]
+    health = {
+        n: c["State"].get("Health", {}).get("Status") for n, c in containers(scale_out).items()
+    }
+    checked = ("postgres", "redis", "api-1", "api-2", "worker-1", "worker-2")
+    unchecked = ("executor", "executor-2")  # their /healthz needs the token
+    assert health == {**dict.fromkeys(checked, "healthy"), **dict.fromkeys(unchecked)}

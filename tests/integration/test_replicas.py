@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -32,6 +33,7 @@ from tests.conftest import (
     running_server,
     unavailable,
 )
+from tests.e2e.test_crash_recovery import free_port
 from tests.sandbox import PRINT_CONTAINER_ID, TEST_ENGINE_PREFIX, platform_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
@@ -46,9 +48,11 @@ class Replicas:
     worker_engine_id: str  # of the `assay worker` process that runs the evaluations
 
 
-def start_worker(tmp_path: Path, database: str, **env: str) -> tuple[subprocess.Popen[bytes], str]:
-    """An ``assay worker`` process on ``database`` and the test Redis; returns it and its
-    engine id."""
+def start_worker(
+    tmp_path: Path, database: str, *args: str, **env: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """An ``assay worker`` process (``args`` after ``worker``) on ``database`` and the test
+    Redis; returns it and its engine id."""
     engine_id = f"{TEST_ENGINE_PREFIX}worker-{uuid.uuid4().hex[:8]}"
     log = tmp_path / f"{engine_id}.log"
     environment = {
@@ -63,7 +67,10 @@ def start_worker(tmp_path: Path, database: str, **env: str) -> tuple[subprocess.
     }
     with log.open("ab") as out:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "assay", "worker"], env=environment, stdout=out, stderr=out
+            [sys.executable, "-m", "assay", "worker", *args],
+            env=environment,
+            stdout=out,
+            stderr=out,
         )
     return worker, engine_id
 
@@ -201,3 +208,76 @@ async def test_a_killed_workers_evaluations_are_run_again_by_another(tmp_path: P
         if result.id in killed_during and result.executor == survivor_id:
             assert result.attempts == 2, result
     assert any(r.id in killed_during and r.executor == survivor_id for r in results)
+
+
+def metric(text: str, name: str) -> float:
+    """The value of the sample ``name`` (with its labels) in Prometheus text."""
+    (value,) = [line.rsplit(" ", 1)[1] for line in text.splitlines() if line.startswith(name + " ")]
+    return float(value)
+
+
+async def test_every_replica_reports_the_shared_queue_and_a_worker_its_own_work(
+    tmp_path: Path,
+) -> None:
+    require_redis()
+    port = free_port()
+    worker_url = f"http://127.0.0.1:{port}"
+    with postgres_database() as database:
+        worker, engine_id = start_worker(tmp_path, database, "--port", str(port))
+        try:
+            async with (
+                running_server(api_only(tmp_path, database)) as api,
+                api.client() as client,
+                httpx.AsyncClient(timeout=10) as http,
+            ):
+                for _ in range(300):
+                    try:
+                        if (await http.get(f"{worker_url}/readyz")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    await asyncio.sleep(0.1)
+                ready = (await http.get(f"{worker_url}/readyz")).json()
+                assert ready["checks"]["engine"]["ok"] is True, ready
+                assert (await http.get(f"{worker_url}/healthz")).json() == {"status": "ok"}
+                slow = [await client.submit("import time\ntime.sleep(4)") for _ in range(2)]
+                for _ in range(200):  # until both fill the worker's two slots
+                    states = {(await client.get(e.id)).status for e in slow}
+                    if states == {"running"}:
+                        break
+                    await asyncio.sleep(0.05)
+                later = [await client.submit(f"print({i})") for i in range(3)]
+                queue = await client.queue()
+                assert (queue.depth, queue.running, queue.capacity) == (3, 2, 0)
+                for url in (api.url, worker_url):
+                    text = (await http.get(f"{url}/metrics")).text
+                    assert metric(text, "assay_queue_depth") == 3, url
+                worker_metrics = (await http.get(f"{worker_url}/metrics")).text
+                assert metric(worker_metrics, "assay_evaluations_running") == 2
+                assert metric(worker_metrics, "assay_queue_capacity") == 2
+                results = [await client.wait(e.id, timeout=60) for e in slow + later]
+                assert {r.status for r in results} == {"completed"}
+                queue = await client.queue()
+                assert (queue.depth, queue.running) == (0, 0)
+                text = (await http.get(f"{api.url}/metrics")).text
+                assert metric(text, "assay_queue_depth") == 0
+                worker_metrics = (await http.get(f"{worker_url}/metrics")).text
+                assert metric(worker_metrics, 'assay_evaluations_total{status="completed"}') == 5
+                assert 'assay_pool_hits_total{profile="' in worker_metrics
+        finally:
+            stop_worker(worker, engine_id)
+
+
+def test_a_worker_says_when_its_port_is_taken(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "assay", "worker", "--port", str(port)],
+            env={**os.environ, "ASSAY_DATA_DIR": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr

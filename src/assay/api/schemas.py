@@ -199,8 +199,10 @@ class PoolOut(BaseModel):
 
 class QueueOut(BaseModel):
     depth: int = Field(description="Evaluations waiting to run.")
-    running: int
-    capacity: int = Field(description="Evaluations that may run at once.")
+    running: int = Field(description="Evaluations running now, on any worker.")
+    capacity: int = Field(
+        description="Evaluations this process may run at once (0: an API-only replica)."
+    )
     max_queued: int
     counts: dict[EvaluationStatus, int]
     pool: list[PoolOut] = Field(description="Warm pools of the execution engine(s).")

@@ -19,10 +19,16 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.queue_depth = Gauge("assay_queue_depth", "Evaluations waiting to run", registry=r)
-        self.running = Gauge("assay_evaluations_running", "Evaluations running now", registry=r)
+        self.queue_depth = Gauge(
+            "assay_queue_depth",
+            "Evaluations waiting to run (in the database every replica shares)",
+            registry=r,
+        )
+        self.running = Gauge(
+            "assay_evaluations_running", "Evaluations this process runs now", registry=r
+        )
         self.capacity = Gauge(
-            "assay_queue_capacity", "Evaluations that may run at once", registry=r
+            "assay_queue_capacity", "Evaluations this process may run at once", registry=r
         )
         self.submitted = Counter(
             "assay_evaluations_submitted", "Evaluations accepted into the queue", registry=r
@@ -69,11 +75,9 @@ class Metrics:
             registry=r,
         )
 
-    def track(
-        self, depth: Callable[[], float], running: Callable[[], float], capacity: int
-    ) -> None:
-        """Read queue depth and running count from the queue when scraped."""
-        self.queue_depth.set_function(depth)
+    def track(self, running: Callable[[], float], capacity: int) -> None:
+        """Read the running count from the queue when scraped (the depth is set by the
+        caller from storage, with an await, just before rendering)."""
         self.running.set_function(running)
         self.capacity.set(capacity)
 

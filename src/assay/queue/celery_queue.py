@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -115,11 +116,13 @@ class CeleryQueue(LocalQueue):
                 await self._ring(queued - int(waiting))
 
 
-def run_celery_worker(settings: Settings) -> None:
+def run_celery_worker(settings: Settings, listening: socket.socket | None = None) -> None:
     """``assay worker`` with the Celery backend: the platform (storage, engine, bus, leases)
     on an event loop in a thread, and a Celery worker (threads pool, ``concurrency`` threads)
-    whose task runs the next evaluation on that loop. Returns after Celery's warm shutdown
-    (SIGTERM), once the platform has stopped."""
+    whose task runs the next evaluation on that loop; with ``listening``, the health and
+    metrics routes served on it. Returns after Celery's warm shutdown (SIGTERM), once the
+    platform has stopped."""
+    from assay.api.status_server import StatusServer  # noqa: PLC0415
     from assay.app import Platform  # noqa: PLC0415 - app imports the queue package
 
     loop = asyncio.new_event_loop()
@@ -129,7 +132,10 @@ def run_celery_worker(settings: Settings) -> None:
     queue = platform.queue
     if not isinstance(queue, CeleryQueue):
         raise TypeError("run_celery_worker needs ASSAY_QUEUE__BACKEND=celery")
+    server = StatusServer(platform, listening) if listening else None
     asyncio.run_coroutine_threadsafe(platform.start(), loop).result()
+    if server is not None:
+        loop.call_soon_threadsafe(server.start)
 
     @queue.app.task(name=TASK)  # type: ignore[untyped-decorator]
     def run_next() -> None:
@@ -149,6 +155,8 @@ def run_celery_worker(settings: Settings) -> None:
             ]
         )
     finally:
+        if server is not None:
+            asyncio.run_coroutine_threadsafe(server.stop(), loop).result()
         asyncio.run_coroutine_threadsafe(platform.stop(), loop).result()
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)

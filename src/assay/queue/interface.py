@@ -13,7 +13,9 @@ __all__ = ["EvaluationQueue", "QueueStats"]
 
 @dataclass(frozen=True, slots=True)
 class QueueStats:
-    depth: int
+    """This process's share: what it runs, what it may run (0: an API-only replica). Queue
+    depth and counts are the database's (``Storage.counts``), shared by every replica."""
+
     running: int
     capacity: int
     max_queued: int

@@ -67,7 +67,6 @@ class LocalQueue(EvaluationQueue):
         self._workers: list[asyncio.Task[None]] = []
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancel_requested: set[str] = set()
-        self._depth = 0
         self._stopping = False
         self._engine_failures = 0
         self._engine_ok = asyncio.Event()
@@ -90,10 +89,7 @@ class LocalQueue(EvaluationQueue):
             self._bus.publish(evaluation_id, "requeued")
         for evaluation_id in ended:
             self._bus.publish(evaluation_id, "finished")
-        self._depth = (await self._storage.counts())[EvaluationStatus.QUEUED]
-        self._metrics.track(
-            lambda: self._depth, lambda: len(self._running), self._settings.concurrency
-        )
+        self._metrics.track(lambda: len(self._running), self._settings.concurrency)
         self._metrics.batch_sandboxes.set_function(lambda: self._batch_sandboxes.open)
         if not self._settings.run_workers:
             return
@@ -121,7 +117,6 @@ class LocalQueue(EvaluationQueue):
                 exc.message, retry_after=self._settings.retry_after_seconds
             ) from exc
         created = [evaluation for evaluation, is_new in results if is_new]
-        self._depth += len(created)
         self._metrics.submitted.inc(len(created))
         for evaluation in created:
             self._bus.publish(evaluation.id, "queued")
@@ -132,7 +127,6 @@ class LocalQueue(EvaluationQueue):
     async def cancel(self, evaluation_id: str) -> Evaluation:
         evaluation, cancelled = await self._storage.cancel_queued(evaluation_id)
         if cancelled:
-            self._depth = max(0, self._depth - 1)
             self._metrics.finished.labels(EvaluationStatus.CANCELLED.value).inc()
             self._bus.publish(evaluation_id, "cancelled")
             return evaluation
@@ -158,7 +152,6 @@ class LocalQueue(EvaluationQueue):
 
     def stats(self) -> QueueStats:
         return QueueStats(
-            depth=self._depth,
             running=len(self._running),
             capacity=self._settings.concurrency if self._settings.run_workers else 0,
             max_queued=self._settings.max_queued,
@@ -194,7 +187,6 @@ class LocalQueue(EvaluationQueue):
             for evaluation_id in ended:
                 self._bus.publish(evaluation_id, "finished")
             if requeued:
-                self._depth += len(requeued)
                 self._wake.set()
 
     async def _follow_notices(self) -> None:
@@ -235,7 +227,6 @@ class LocalQueue(EvaluationQueue):
             return False
         if evaluation is None:
             return False
-        self._depth = max(0, self._depth - 1)
         task = asyncio.create_task(self._execute(evaluation), name=f"assay-run-{evaluation.id}")
         self._running[evaluation.id] = task
         try:
@@ -290,7 +281,6 @@ class LocalQueue(EvaluationQueue):
         program, failed, and failing the whole queue would lose work."""
         reason = f"execution engine unavailable, will retry: {exc.message}"
         if await self._storage.requeue(evaluation.id, evaluation.attempts, reason):
-            self._depth += 1
             self._bus.publish(evaluation.id, "requeued")
         if not self._engine_ok.is_set():
             return
@@ -311,7 +301,6 @@ class LocalQueue(EvaluationQueue):
             evaluation.id, evaluation.attempts, "the platform was shutting down"
         )
         if requeued:
-            self._depth += 1
             self._bus.publish(evaluation.id, "requeued")
 
     async def _record(

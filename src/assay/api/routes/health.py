@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends, Response
@@ -10,8 +11,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from assay.api.deps import PlatformDep, require_api_key
 from assay.errors import StorageError
+from assay.storage import EvaluationStatus
 
 __all__ = ["router"]
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["health"])
 
@@ -49,4 +53,10 @@ async def readyz(platform: PlatformDep) -> JSONResponse:
 async def metrics(platform: PlatformDep) -> Response:
     """Prometheus text format."""
     platform.metrics.pool.update(await platform.engine.pool_stats())
+    try:
+        counts = await platform.storage.counts()
+    except StorageError as exc:  # the rest still renders; /readyz reports the storage
+        logger.warning("assay_queue_depth not refreshed: %s", exc.message)
+    else:
+        platform.metrics.queue_depth.set(counts[EvaluationStatus.QUEUED])
     return Response(platform.metrics.render(), media_type=CONTENT_TYPE_LATEST)

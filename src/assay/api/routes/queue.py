@@ -1,4 +1,5 @@
-"""/api/v1/queue: depth, running, capacity, counts by status."""
+"""/api/v1/queue: depth, running, capacity, counts by status. Depth, running and counts
+come from the database, so every replica answers alike; capacity is this process's."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ async def queue(platform: PlatformDep) -> QueueOut:
     pools = await platform.engine.pool_stats()
     return QueueOut(
         depth=counts[EvaluationStatus.QUEUED],
-        running=stats.running,
+        running=counts[EvaluationStatus.RUNNING],
         capacity=stats.capacity,
         max_queued=stats.max_queued,
         counts=counts,
