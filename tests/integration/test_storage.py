@@ -217,11 +217,12 @@ async def test_leases_expire_and_their_evaluations_are_taken_back(storage: SqlSt
     assert {e.id for e, _ in created} == {first.id, second.id}
 
 
-async def test_replicas_starting_together_on_postgresql_migrate_once() -> None:
-    with postgres_database() as url:
-        stores = [SqlStorage(url) for _ in range(6)]
-        try:
-            await asyncio.gather(*(store.start() for store in stores))
-        finally:
-            for store in stores:
-                await store.close()
+async def test_replicas_starting_together_migrate_once(database_url: str) -> None:
+    stores = [SqlStorage(database_url) for _ in range(6)]  # each with its own connection
+    try:
+        await asyncio.gather(*(store.start() for store in stores))
+        created = await stores[0].create([new()], max_queued=10)
+        assert (await stores[5].get(created[0][0].id)).status is EvaluationStatus.QUEUED
+    finally:
+        for store in stores:
+            await store.close()

@@ -550,14 +550,17 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-#: Serialises migrations of processes starting together on one PostgreSQL database.
+#: Serialises migrations of processes starting together on one PostgreSQL database (``_upgrade``).
 _MIGRATION_LOCK = 0x61737361  # "assa"
 
 
 def _upgrade(connection: Connection) -> None:
+    # Processes starting together on a fresh database migrate one after the other: the lock
+    # is held until this transaction ends, and the others then find the schema up to date.
     if connection.dialect.name == "postgresql":
-        # Held until this transaction ends: the others then find the schema up to date.
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+    elif connection.dialect.name == "sqlite":  # the write lock now, not at the first write
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
     config = Config()
     config.set_main_option("script_location", str(resources.files("assay.storage") / "migrations"))
     config.attributes["connection"] = connection
