@@ -137,7 +137,8 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         if not _may_listen(settings, args.host, args.port):
             return 2
         try:
-            listening = socket.create_server((args.host, args.port))
+            family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+            listening = socket.create_server((args.host, args.port), family=family)
         except OSError as exc:
             print(f"assay: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
             return 2

@@ -189,11 +189,13 @@ def total(url: str, metric: str, token: str | None = None) -> float:
     """The sum of a metric's samples, all labels, in ``url``'s /metrics."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     metrics = httpx.get(f"{url}/metrics", headers=headers, timeout=10).text
-    return sum(
+    samples = [
         float(line.rsplit(" ", 1)[1])
         for line in metrics.splitlines()
         if line.startswith((metric + "{", metric + " "))
-    )
+    ]
+    assert samples, f"no {metric} in {url}/metrics"
+    return sum(samples)
 
 
 def test_the_scale_out_profile_runs_replicas_workers_and_executors(scale_out: ScaleOut) -> None:
@@ -245,3 +247,11 @@ def test_the_scale_out_profile_runs_replicas_workers_and_executors(scale_out: Sc
     checked = ("postgres", "redis", "api-1", "api-2", "worker-1", "worker-2")
     unchecked = ("executor", "executor-2")  # their /healthz needs the token
     assert health == {**dict.fromkeys(checked, "healthy"), **dict.fromkeys(unchecked)}
+
+    run(*scale_out.compose, "stop", "redis", env=scale_out.env)
+    worker = httpx.get(f"{scale_out.workers[0]}/readyz", timeout=30)
+    replica = httpx.get(f"{scale_out.apis[0]}/readyz", timeout=30)
+    assert worker.status_code == 503 and worker.json()["checks"]["broker"]["ok"] is False
+    assert replica.status_code == 200 and replica.json()["checks"]["broker"]["ok"] is False
+    run(*scale_out.compose, "start", "redis", env=scale_out.env)
+    assert wait_ready(scale_out.workers[0])["checks"]["broker"]["ok"] is True  # type: ignore[index]

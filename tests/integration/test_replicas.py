@@ -246,6 +246,8 @@ async def test_every_replica_reports_the_shared_queue_and_a_worker_its_own_work(
                     if states == {"running"}:
                         break
                     await asyncio.sleep(0.05)
+                else:
+                    pytest.fail(f"the two slow evaluations did not both start: {states}")
                 later = [await client.submit(f"print({i})") for i in range(3)]
                 queue = await client.queue()
                 assert (queue.depth, queue.running, queue.capacity) == (3, 2, 0)

@@ -33,7 +33,9 @@ class StatusServer:
         install_error_handlers(app)
         app.include_router(health.router)
         app.state.platform = platform
-        config = uvicorn.Config(app, log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2
+        )
         self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None
 
@@ -43,10 +45,13 @@ class StatusServer:
         )
 
     async def stop(self) -> None:
+        """Stop serving (requests in flight get two seconds); never raises."""
         self._server.should_exit = True
-        if self._task is not None:
-            await self._task
-        self._socket.close()
+        try:
+            if self._task is not None:
+                await asyncio.gather(self._task, return_exceptions=True)
+        finally:
+            self._socket.close()
 
 
 class _Server(uvicorn.Server):

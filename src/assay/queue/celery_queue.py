@@ -84,6 +84,13 @@ class CeleryQueue(LocalQueue):
         await super().stop()
         self._redis.close()
 
+    async def check_broker(self) -> tuple[bool, str]:
+        try:
+            await asyncio.to_thread(self._redis.ping)
+        except redis.RedisError as exc:
+            return False, f"Redis does not answer ({exc}); evaluations wait in the database"
+        return True, "ok"
+
     async def submit(self, new: Sequence[NewEvaluation]) -> list[tuple[Evaluation, bool]]:
         results = await super().submit(new)
         created = sum(1 for _, is_new in results if is_new)

@@ -58,3 +58,7 @@ class EvaluationQueue(abc.ABC):
 
     @abc.abstractmethod
     def stats(self) -> QueueStats: ...
+
+    async def check_broker(self) -> tuple[bool, str] | None:
+        """Whether the message broker answers (ok, detail); None: this queue has none."""
+        return None

@@ -28,7 +28,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "Engine or storage not reachable."}})
 async def readyz(platform: PlatformDep) -> JSONResponse:
-    """Ready when both the execution engine and storage answer."""
+    """Ready when the execution engine, storage and (for a worker) the broker answer."""
     checks: dict[str, Any] = {}
     ready = True
     if platform.settings.queue.run_workers:
@@ -37,6 +37,10 @@ async def readyz(platform: PlatformDep) -> JSONResponse:
         ready &= health.healthy
     else:
         checks["engine"] = {"ok": True, "detail": "not used: other replicas run evaluations"}
+    if (broker := await platform.queue.check_broker()) is not None:
+        checks["broker"] = {"ok": broker[0], "detail": broker[1]}
+        # A worker without its broker gets no work; a replica still accepts and stores.
+        ready &= broker[0] or not platform.settings.queue.run_workers
     try:
         await platform.storage.ping()
         checks["storage"] = {"ok": True, "detail": "ok"}
