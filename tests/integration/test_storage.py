@@ -59,12 +59,14 @@ async def test_claims_follow_priority_then_submission_order(storage: SqlStorage)
         [new("a"), new("b", priority=5), new("c"), new("d", priority=5)], max_queued=10
     )
     ids = {e.request.code: e.id for e, _ in created}
+    assert await storage.count_queued() == 4
     order = []
     while (claimed := await storage.claim_next("w")) is not None:
         order.append(claimed.request.code)
         assert claimed.status is EvaluationStatus.RUNNING
         assert claimed.attempts == 1 and claimed.executor == "w"
     assert order == ["b", "d", "a", "c"]
+    assert await storage.count_queued() == 0
     events = await storage.events(ids["a"])
     assert [e.type for e in events] == ["queued", "started"]
 

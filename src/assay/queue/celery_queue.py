@@ -29,7 +29,7 @@ from celery import Celery  # type: ignore[import-untyped]
 from assay.config import Settings
 from assay.errors import StorageError
 from assay.queue.local import LocalQueue
-from assay.storage import Evaluation, EvaluationStatus, NewEvaluation
+from assay.storage import Evaluation, NewEvaluation
 
 __all__ = ["CeleryQueue", "celery_app", "run_celery_worker"]
 
@@ -114,7 +114,7 @@ class CeleryQueue(LocalQueue):
         while True:
             await asyncio.sleep(_TOP_UP_SECONDS)
             try:
-                queued = (await self._storage.counts())[EvaluationStatus.QUEUED]
+                queued = await self._storage.count_queued()
                 waiting = await asyncio.to_thread(self._redis.llen, QUEUE)
             except (StorageError, redis.RedisError) as exc:
                 logger.warning("cannot count doorbells: %s", exc)

@@ -13,10 +13,9 @@ __all__ = ["EvaluationQueue", "QueueStats"]
 
 @dataclass(frozen=True, slots=True)
 class QueueStats:
-    """This process's share: what it runs, what it may run (0: an API-only replica). Queue
-    depth and counts are the database's (``Storage.counts``), shared by every replica."""
+    """This process's limits: what it may run at once (0: an API-only replica). Depth,
+    running and counts are the database's (``Storage.counts``), shared by every replica."""
 
-    running: int
     capacity: int
     max_queued: int
 

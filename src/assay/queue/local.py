@@ -152,7 +152,6 @@ class LocalQueue(EvaluationQueue):
 
     def stats(self) -> QueueStats:
         return QueueStats(
-            running=len(self._running),
             capacity=self._settings.concurrency if self._settings.run_workers else 0,
             max_queued=self._settings.max_queued,
         )

@@ -132,6 +132,10 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def counts(self) -> dict[EvaluationStatus, int]: ...
 
+    @abc.abstractmethod
+    async def count_queued(self) -> int:
+        """``counts()[QUEUED]`` without counting every other status: for frequent callers."""
+
     # -- events --------------------------------------------------------------------------
 
     @abc.abstractmethod

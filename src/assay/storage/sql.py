@@ -180,6 +180,9 @@ class SqlStorage(Storage):
     async def counts(self) -> dict[EvaluationStatus, int]:
         return await self._call(self._counts)
 
+    async def count_queued(self) -> int:
+        return await self._call(self._count_queued)
+
     async def add_event(self, evaluation_id: str, type_: str, data: dict[str, Any]) -> Event:
         return await self._call(self._add_event, evaluation_id, type_, data)
 
@@ -254,14 +257,7 @@ class SqlStorage(Storage):
                 results.append(None)
                 fresh.append((index, item, digest))
             if fresh:
-                queued = (
-                    session.scalar(
-                        select(func.count())
-                        .select_from(EvaluationRow)
-                        .where(EvaluationRow.status == _QUEUED)
-                    )
-                    or 0
-                )
+                queued = _count_queued(session)
                 if queued + len(fresh) > max_queued:
                     raise QueueFullError(
                         f"the queue holds {queued} evaluations and takes at most {max_queued}; "
@@ -473,6 +469,10 @@ class SqlStorage(Storage):
             found = {EvaluationStatus(status): count for status, count in rows.all()}
         return {status: found.get(status, 0) for status in EvaluationStatus}
 
+    def _count_queued(self) -> int:
+        with self._session() as session:
+            return _count_queued(session)
+
     # -- events --------------------------------------------------------------------------
 
     def _add_event(self, evaluation_id: str, type_: str, data: dict[str, Any]) -> Event:
@@ -565,6 +565,12 @@ def _upgrade(connection: Connection) -> None:
     config.set_main_option("script_location", str(resources.files("assay.storage") / "migrations"))
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+
+
+def _count_queued(session: Session) -> int:
+    """Queued evaluations: a range of the status index, not a pass over every row."""
+    query = select(func.count()).select_from(EvaluationRow).where(EvaluationRow.status == _QUEUED)
+    return session.scalar(query) or 0
 
 
 def _row(session: Session, evaluation_id: str) -> EvaluationRow:

@@ -11,7 +11,6 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from assay.api.deps import PlatformDep, require_api_key
 from assay.errors import StorageError
-from assay.storage import EvaluationStatus
 
 __all__ = ["router"]
 
@@ -58,9 +57,7 @@ async def metrics(platform: PlatformDep) -> Response:
     """Prometheus text format."""
     platform.metrics.pool.update(await platform.engine.pool_stats())
     try:
-        counts = await platform.storage.counts()
+        platform.metrics.queue_depth.set(await platform.storage.count_queued())
     except StorageError as exc:  # the rest still renders; /readyz reports the storage
         logger.warning("assay_queue_depth not refreshed: %s", exc.message)
-    else:
-        platform.metrics.queue_depth.set(counts[EvaluationStatus.QUEUED])
     return Response(platform.metrics.render(), media_type=CONTENT_TYPE_LATEST)
