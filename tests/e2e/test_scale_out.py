@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -78,34 +78,25 @@ async def test_500_evaluations_survive_a_killed_worker_and_a_redis_restart(
             "ASSAY_QUEUE__MAX_QUEUED": "1000",
         }
         ports = [free_port(), free_port()]
-        with (
-            process(
-                ["worker"],
-                {**shared, "ASSAY_DATA_DIR": str(tmp_path / "w0"),
-                 "ASSAY_EXECUTION__ENGINE_ID": workers[0], "ASSAY_EXECUTION__POOL__SIZE": "2"},
-                tmp_path / "w0.log",
-            ) as doomed,
-            process(
-                ["worker"],
-                {**shared, "ASSAY_DATA_DIR": str(tmp_path / "w1"),
-                 "ASSAY_EXECUTION__ENGINE_ID": workers[1], "ASSAY_EXECUTION__POOL__SIZE": "2"},
-                tmp_path / "w1.log",
-            ) as survivor,
-            process(
-                ["serve", "--port", str(ports[0])],
-                {**shared, "ASSAY_DATA_DIR": str(tmp_path / "a0"),
-                 "ASSAY_EXECUTION__ENGINE_ID": f"{TEST_ENGINE_PREFIX}scale-{run}-a0",
-                 "ASSAY_QUEUE__RUN_WORKERS": "false"},
-                tmp_path / "a0.log",
-            ) as api0,
-            process(
-                ["serve", "--port", str(ports[1])],
-                {**shared, "ASSAY_DATA_DIR": str(tmp_path / "a1"),
-                 "ASSAY_EXECUTION__ENGINE_ID": f"{TEST_ENGINE_PREFIX}scale-{run}-a1",
-                 "ASSAY_QUEUE__RUN_WORKERS": "false"},
-                tmp_path / "a1.log",
-            ) as api1,
-        ):  # fmt: skip
+
+        def worker(n: int) -> AbstractContextManager[subprocess.Popen[bytes]]:
+            env = {
+                "ASSAY_DATA_DIR": str(tmp_path / f"w{n}"),
+                "ASSAY_EXECUTION__ENGINE_ID": workers[n],
+                "ASSAY_EXECUTION__POOL__SIZE": "2",
+            }
+            return process(["worker"], {**shared, **env}, tmp_path / f"w{n}.log")
+
+        def api(n: int) -> AbstractContextManager[subprocess.Popen[bytes]]:
+            env = {
+                "ASSAY_DATA_DIR": str(tmp_path / f"a{n}"),
+                "ASSAY_EXECUTION__ENGINE_ID": f"{TEST_ENGINE_PREFIX}scale-{run}-a{n}",
+                "ASSAY_QUEUE__RUN_WORKERS": "false",
+            }
+            command = ["serve", "--port", str(ports[n])]
+            return process(command, {**shared, **env}, tmp_path / f"a{n}.log")
+
+        with worker(0) as doomed, worker(1) as survivor, api(0) as api0, api(1) as api1:
             urls = [f"http://127.0.0.1:{port}" for port in ports]
             await wait_ready(urls[0], api0, tmp_path / "a0.log")
             await wait_ready(urls[1], api1, tmp_path / "a1.log")
