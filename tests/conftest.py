@@ -147,9 +147,9 @@ def _remove_test_containers() -> Iterator[None]:
     except ExecutionError:
         return
     try:
-        for container_id, labels in daemon.containers_labelled(LABEL_MANAGED):
-            if labels.get(LABEL_ENGINE, "").startswith(TEST_ENGINE_PREFIX):
-                daemon.remove(container_id)
+        for container in daemon.containers_labelled(LABEL_MANAGED):
+            if container.labels.get(LABEL_ENGINE, "").startswith(TEST_ENGINE_PREFIX):
+                daemon.remove(container.id)
     finally:
         daemon.close()
 

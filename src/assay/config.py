@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 #: Bumped whenever the image recipe in ``execution_engine/image.py`` changes.
-SANDBOX_IMAGE_VERSION = "3"
+SANDBOX_IMAGE_VERSION = "4"
 SANDBOX_IMAGE_REPOSITORY = "assay-sandbox-python"
 
 MIB = 1024 * 1024
@@ -70,9 +70,14 @@ class ExecutionSettings(BaseModel):
 
     image: str = f"{SANDBOX_IMAGE_REPOSITORY}:{SANDBOX_IMAGE_VERSION}"
     #: OCI runtime registered with Docker (for example ``runsc``, gVisor); None: Docker's default.
+    #: Every sandbox proves it (the kernel it sees); ``scripts/bootstrap --runsc`` installs it.
     runtime: str | None = None
-    #: Labels every container this engine creates; on start the engine removes containers left
-    #: with its id by an earlier crash. Engines sharing one Docker daemon need distinct ids.
+    #: A seccomp profile (Docker's JSON format) for every sandbox; None: Assay's own
+    #: (``execution_engine/seccomp.json``, docs/seccomp.md).
+    seccomp_profile: Path | None = None
+    #: Labels every container this engine creates (with an owner id unique to the process,
+    #: so that processes sharing one Docker daemon never touch each other's sandboxes,
+    #: whatever ids they are given).
     engine_id: str = Field(default="local", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     #: Docker endpoint (``unix:///var/run/docker.sock``); None: ``DOCKER_HOST`` or the default.
     docker_host: str | None = None

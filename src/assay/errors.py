@@ -12,7 +12,8 @@ turn a code back into the same class)::
     │   ├── SandboxImageNotFoundError   the sandbox image is not built
     │   ├── RuntimeNotAvailableError    the configured OCI runtime is not installed
     │   ├── ExecutorBusyError           every slot of the executor service is taken
-    │   └── SandboxError                a sandbox broke in an unexpected way
+    │   ├── SandboxError                a sandbox broke in an unexpected way
+    │   └── SandboxLostError            the sandbox was killed or removed from outside mid-run
     ├── ImageBuildError                 `assay image build` could not build the image
     ├── StorageError                    storage: the database failed
     │   ├── NotFoundError               no such evaluation (or API key)
@@ -45,6 +46,7 @@ __all__ = [
     "RuntimeNotAvailableError",
     "SandboxError",
     "SandboxImageNotFoundError",
+    "SandboxLostError",
     "StorageError",
     "execution_error_from_code",
 ]
@@ -115,6 +117,14 @@ class SandboxError(ExecutionError):
     code = "sandbox_error"
 
 
+class SandboxLostError(SandboxError):
+    """The sandbox was killed or removed from outside while a program ran in it (``docker
+    kill``, ``docker rm -f``, a daemon restart): the program gave no verdict, so the run says
+    nothing about it. The queue runs the evaluation again while attempts remain."""
+
+    code = "sandbox_lost"
+
+
 class ImageBuildError(AssayError):
     """Building the sandbox image failed."""
 
@@ -181,6 +191,7 @@ def execution_error_from_code(code: str, message: str) -> ExecutionError:
         SandboxImageNotFoundError,
         RuntimeNotAvailableError,
         ExecutorBusyError,
+        SandboxLostError,
         SandboxError,
     ]
     for cls in classes:

@@ -3,8 +3,12 @@ here as an ordinary process: the stdin protocol, files, exit status and the trai
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -24,20 +28,32 @@ def supervisor(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def supervise(
     supervisor: Path, cwd: Path, command: list[str], stdin: bytes
 ) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
+    """Run the supervisor with ``stdin`` written to it and its stdin kept open (as the
+    engine's attach does) until it exits."""
+    with subprocess.Popen(
         [str(supervisor), *command],
-        input=stdin,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         cwd=cwd,
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
+    ) as process:
+        assert process.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            process.stdin.write(stdin)
+            process.stdin.flush()
+        reader = ThreadPoolExecutor(2)
+        out, err = (reader.submit(stream.read) for stream in (process.stdout, process.stderr))  # type: ignore[union-attr]
+        status = process.wait(timeout=30)
+        process.stdin.close()
+        completed = subprocess.CompletedProcess(process.args, status, out.result(), err.result())
+        reader.shutdown()
+    return completed
 
 
 def run_init(
     supervisor: Path, cwd: Path, files: dict[str, str], stdin: bytes = b""
 ) -> tuple[int, OutputCollector]:
-    payload = encode_payload(files, NONCE) + stdin
+    payload = encode_payload(files, NONCE, stdin=stdin, batch=False)
     completed = supervise(supervisor, cwd, [sys.executable, "main.py"], payload)
     collector = OutputCollector(limit=1 << 20, nonce=NONCE)
     collector.feed("stdout", completed.stdout)
@@ -89,7 +105,7 @@ def test_a_file_that_cannot_be_written_is_a_setup_error(supervisor: Path, tmp_pa
 
 
 def test_a_missing_interpreter_exits_127(supervisor: Path, tmp_path: Path) -> None:
-    payload = encode_payload({"main.py": ""}, NONCE)
+    payload = encode_payload({"main.py": ""}, NONCE, stdin=b"", batch=False)
     completed = supervise(supervisor, tmp_path, ["/nonexistent/python"], payload)
     assert completed.returncode == 127
     assert b"cannot start /nonexistent/python" in completed.stderr
@@ -99,3 +115,55 @@ def test_a_bad_header_fails_setup(supervisor: Path, tmp_path: Path) -> None:
     completed = supervise(supervisor, tmp_path, [], b"NOPE" * 10)
     assert completed.returncode == 125
     assert b"bad sandbox header" in completed.stderr
+
+
+def test_every_trailer_says_what_the_sandbox_is(supervisor: Path, tmp_path: Path) -> None:
+    _, collector = run_init(supervisor, tmp_path, {"main.py": "pass"})
+    trailer = collector.finish().trailer
+    assert trailer is not None
+    assert trailer.kernel == os.uname().release
+    assert trailer.io_uring_errno is not None  # 0 here: no seccomp filter outside a sandbox
+
+
+def test_the_end_of_stdin_while_a_program_runs_kills_it(supervisor: Path, tmp_path: Path) -> None:
+    """Stdin is the owner's lifeline: Docker closes it when the engine's process dies."""
+    (tmp_path / "pid").unlink(missing_ok=True)
+    code = "import os, time\nopen('pid', 'w').write(str(os.getpid()))\ntime.sleep(300)"
+    payload = encode_payload({"main.py": code}, NONCE, stdin=b"", batch=False)
+    with subprocess.Popen(
+        [str(supervisor), sys.executable, "main.py"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+    ) as process:
+        assert process.stdin is not None
+        process.stdin.write(payload)
+        process.stdin.flush()
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "pid").exists() or not (tmp_path / "pid").read_text():
+            assert time.monotonic() < deadline, "the program never started"
+            time.sleep(0.02)
+        program = int((tmp_path / "pid").read_text())
+        process.stdin.close()
+        assert process.wait(timeout=10) == 137
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{program}").exists() and "Z" not in _state(program):
+        assert time.monotonic() < deadline, "the program outlived its supervisor's stdin"
+        time.sleep(0.02)
+
+
+def test_the_end_of_stdin_before_any_program_is_a_quiet_exit(
+    supervisor: Path, tmp_path: Path
+) -> None:
+    completed = subprocess.run(
+        [str(supervisor)], input=b"", capture_output=True, cwd=tmp_path, timeout=30, check=False
+    )
+    assert (completed.returncode, completed.stderr) == (0, b"")
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return "Z"

@@ -29,12 +29,10 @@ _FRAME_HEADER = struct.Struct(">BxxxI")
 _STREAMS: dict[int, Literal["stdout", "stderr"]] = {1: "stdout", 2: "stderr"}
 
 
-def encode_payload(files: dict[str, str], nonce: str, *, stdin: bytes | None = None) -> bytes:
-    """What the sandbox's PID 1 (``sandbox_init.c``) reads from stdin before running a program.
-
-    ``stdin=None``: one program, whose stdin is whatever follows (``ASSAY2``). Otherwise a
-    frame of batch mode (``ASSAYB``): the program's stdin is inside the frame, and the next
-    frame may follow."""
+def encode_payload(files: dict[str, str], nonce: str, *, stdin: bytes, batch: bool) -> bytes:
+    """The frame the sandbox's PID 1 (``sandbox_init.c``) reads from stdin before running a
+    program: its files, then its stdin. ``batch``: a frame of batch mode (``ASSAYB``), which
+    the next frame may follow; otherwise the sandbox's only program (``ASSAY3``)."""
     if len(nonce) != 32:  # the supervisor reads exactly 32 hex digits
         raise ValueError("the nonce must be 32 hex digits")
     parts = [nonce.encode()]
@@ -42,9 +40,8 @@ def encode_payload(files: dict[str, str], nonce: str, *, stdin: bytes | None = N
         for field_ in (path.encode(), text.encode()):
             parts += [b"%010d" % len(field_), field_]
     header = b"".join(parts)
-    if stdin is None:
-        return b"ASSAY2" + b"%010d" % len(header) + header
-    return b"ASSAYB" + b"%010d" % len(header) + header + b"%010d" % len(stdin) + stdin
+    magic = b"ASSAYB" if batch else b"ASSAY3"
+    return magic + b"%010d" % len(header) + header + b"%010d" % len(stdin) + stdin
 
 
 def write_stdin(sock: socket.socket, payload: bytes, *, close: bool) -> threading.Thread | None:

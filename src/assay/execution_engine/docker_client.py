@@ -13,6 +13,8 @@ import tarfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import docker
@@ -28,7 +30,7 @@ from assay.errors import (
     SandboxImageNotFoundError,
 )
 
-__all__ = ["DockerDaemon"]
+__all__ = ["ContainerSummary", "DockerDaemon"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,9 +95,9 @@ class DockerDaemon:
         with self._translated():
             return dict(self._api.version())
 
-    def runtimes(self) -> list[str]:
+    def info(self) -> Mapping[str, Any]:
         with self._translated():
-            return sorted(self._api.info().get("Runtimes", {}))
+            return dict(self._api.info())
 
     def close(self) -> None:
         self._client.close()
@@ -202,6 +204,36 @@ class DockerDaemon:
         with self._translated():
             return int(self._api.wait(container_id, timeout=int(timeout))["StatusCode"])
 
+    def wait_removed(self, container_id: str, timeout: float) -> bool:
+        """Wait until the container is gone (it was created with AutoRemove); False if it
+        is still there after ``timeout`` seconds."""
+        with self._translated():
+            try:
+                self._api.wait(container_id, timeout=max(1, int(timeout)), condition="removed")
+            except docker.errors.NotFound:
+                return True
+            except requests.exceptions.ReadTimeout:
+                return False
+            except docker.errors.APIError as exc:
+                if exc.status_code == 404:
+                    return True
+                raise
+        return True
+
+    def was_oom_killed(self, container_id: str, since: float) -> bool:
+        """Whether Docker recorded an OOM kill in the container since ``since`` (epoch
+        seconds), from the daemon's event log: still known after the container is removed."""
+        until = time.time()
+        filters = {"container": [container_id], "event": ["oom"]}
+        with self._translated():
+            events = self._api.events(  # type: ignore[call-overload]  # (str: nanoseconds)
+                since=_timestamp(since), until=_timestamp(until), filters=filters, decode=True
+            )
+            try:
+                return any(True for _ in events)
+            finally:
+                events.close()
+
     def state(self, container_id: str) -> Mapping[str, Any]:
         with self._translated():
             return dict(self._api.inspect_container(container_id)["State"])
@@ -230,11 +262,57 @@ class DockerDaemon:
         with self._translated():
             return [c["Id"] for c in self._api.containers(all=not running, filters=filters)]
 
-    def containers_labelled(self, key: str) -> list[tuple[str, dict[str, str]]]:
-        """(id, labels) of every container that has label ``key`` at all."""
+    def containers_labelled(self, key: str) -> list[ContainerSummary]:
+        """Every container that has label ``key`` at all."""
         with self._translated():
             found = self._api.containers(all=True, filters={"label": [key]})
-        return [(c["Id"], dict(c.get("Labels") or {})) for c in found]
+        return [
+            ContainerSummary(
+                c["Id"], dict(c.get("Labels") or {}), str(c.get("State", "")), c.get("Created", 0)
+            )
+            for c in found
+        ]
+
+    def finished_at(self, container_id: str) -> float | None:
+        """When a stopped container stopped (epoch seconds); None if it is gone or running."""
+        with self._translated():
+            try:
+                state = self._api.inspect_container(container_id)["State"]
+            except docker.errors.NotFound:
+                return None
+        if state.get("Running"):
+            return None
+        return _epoch(str(state.get("FinishedAt", "")))
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerSummary:
+    id: str
+    labels: dict[str, str]
+    #: ``created``, ``running``, ``exited``, ...
+    state: str
+    #: Epoch seconds.
+    created: float
+
+
+def _timestamp(epoch: float) -> str:
+    """Docker's ``seconds.nanoseconds`` form (its fraction is read as nanoseconds)."""
+    seconds = int(epoch)
+    return f"{seconds}.{int((epoch - seconds) * 1e9):09d}"
+
+
+def _epoch(rfc3339: str) -> float | None:
+    """Docker's RFC 3339 time with nanoseconds, as epoch seconds; None for the zero time."""
+    if not rfc3339 or rfc3339.startswith("0001-"):
+        return None
+    head, _, rest = rfc3339.partition(".")
+    zone = rest.lstrip("0123456789") if rest else rfc3339[19:]
+    fraction = rest[: len(rest) - len(zone)] if rest else ""
+    try:
+        moment = datetime.fromisoformat(head[:19] + (zone.replace("Z", "+00:00") or "+00:00"))
+    except ValueError:
+        return None
+    return moment.timestamp() + (float(f"0.{fraction}") if fraction else 0.0)
 
 
 def _short(exc: BaseException) -> str:

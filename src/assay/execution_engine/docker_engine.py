@@ -4,19 +4,30 @@ One execution, start to end (all blocking Docker calls run on a worker thread):
 
 1. take a started container from the warm pool (``pool.py``) or, cold, create one: no
    network, read-only root, tmpfs working directory and /tmp, non-root user, no capabilities,
-   no-new-privileges, default seccomp, pids/memory/CPU/ulimit caps, no log driver, labelled
-   with this engine's id;
-2. attach to its stdin/stdout/stderr (cold: then start it), and stream the program in through
+   no-new-privileges, Assay's seccomp profile, the configured OCI runtime, pids/memory/CPU/
+   ulimit caps, no log driver, AutoRemove, labelled with this engine's id and owner;
+2. attach to its stdin/stdout/stderr before starting it, and send the program in through
    stdin (no host path is ever mounted) to the sandbox's own PID 1 (``sandbox_init.c``),
-   which has been waiting for it;
+   which has been waiting for it. The attach stays open until the sandbox is done: it is the
+   sandbox's lifeline (this process dies, Docker closes the sandbox's stdin, its PID 1 kills
+   everything and exits, Docker removes it);
 3. read output as it comes, enforcing the output cap and the wall-clock deadline; on either,
    SIGKILL the container, which ends every process in it;
 4. the verdict comes from the supervisor's trailer (exit status, resource use, OOM kills) as
-   soon as it has arrived on both streams; Docker's own view (wait, inspect) only when it is
-   missing. The container is then removed in the background, off the request's path; a
-   cancelled execution's container is removed before the cancellation propagates.
+   soon as it has arrived on both streams, once the isolation it reports (kernel, seccomp) is
+   the configured one (``isolation.py``). Without a trailer only an OOM kill that Docker
+   recorded is a verdict; any other end (``docker kill``, ``docker rm -f``, a daemon
+   restart) raises :class:`SandboxLostError`: the program said nothing. The container is
+   removed by Docker when it stops; a cancelled execution's is killed before the
+   cancellation propagates.
 
-A container, pooled or not, serves exactly one execution.
+A container, pooled or not, serves exactly one execution (or one batch, ``batch_sandbox``).
+
+Processes sharing one Docker engine never touch each other's sandboxes: each labels its
+containers with an owner id of its own, and at start removes only containers that no live
+owner can still be using (never started, or stopped, for longer than its API timeout). Its
+reaper (``reaper.py``) removes what the lifeline cannot end once the process is gone: a
+container it created but never attached to.
 """
 
 from __future__ import annotations
@@ -25,7 +36,9 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import select
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +54,7 @@ from assay.errors import (
     RuntimeNotAvailableError,
     SandboxError,
     SandboxImageNotFoundError,
+    SandboxLostError,
 )
 from assay.execution_engine.attach import Outcome, encode_payload, pump, verdict, write_stdin
 from assay.execution_engine.docker_client import DockerDaemon
@@ -50,6 +64,7 @@ from assay.execution_engine.interface import (
     ExecutionInterface,
     OutputCallback,
 )
+from assay.execution_engine.isolation import Isolation, load_seccomp_profile
 from assay.execution_engine.models import (
     MAIN_FILE,
     ExecutionRequest,
@@ -59,11 +74,13 @@ from assay.execution_engine.models import (
 )
 from assay.execution_engine.output import OutputCollector
 from assay.execution_engine.pool import PoolStats, Profile, WarmPool
+from assay.execution_engine.reaper import start_reaper
 
 __all__ = [
     "INIT_PATH",
     "LABEL_ENGINE",
     "LABEL_MANAGED",
+    "LABEL_OWNER",
     "SANDBOX_UID",
     "DockerEngine",
 ]
@@ -73,6 +90,8 @@ logger = logging.getLogger(__name__)
 LABEL_MANAGED = "assay.managed"
 LABEL_ENGINE = "assay.engine"
 LABEL_SANDBOX = "assay.sandbox"
+#: Unique to one engine instance (one process): only its owner ever touches a running sandbox.
+LABEL_OWNER = "assay.owner"
 SANDBOX_UID = 10001
 #: The supervisor (``sandbox_init.c``), compiled into the image by ``assay image build``.
 INIT_PATH = "/usr/local/libexec/assay-init"
@@ -84,8 +103,11 @@ SANDBOX_ENV = {
     "PYTHONUNBUFFERED": "1",
     "PYTHONDONTWRITEBYTECODE": "1",
 }
-#: How long a finished sandbox may take to stop by itself before it is killed and removed.
+#: How long a finished sandbox may take to stop (and be removed) by itself before it is
+#: removed by force.
 _EXIT_GRACE_SECONDS = 2.0
+#: Exit status of a container Docker killed for memory (SIGKILL), for a verdict with no trailer.
+_KILLED = 128 + 9
 
 _T = TypeVar("_T")
 
@@ -99,6 +121,8 @@ class _Run:
     run_id: str = field(default_factory=lambda: secrets.token_hex(8))
     cancelled: threading.Event = field(default_factory=threading.Event)
     container_id: str | None = None
+    #: Epoch seconds when the program was sent in (Docker's event log is asked from then).
+    began: float = 0.0
 
     @property
     def profile(self) -> Profile:
@@ -112,6 +136,14 @@ class DockerEngine(ExecutionInterface):
         self._settings = settings
         self._threads = ThreadPoolExecutor(max_parallel, thread_name_prefix="assay-docker")
         self._daemon: DockerDaemon | None = None
+        self._isolation: Isolation | None = None
+        #: What the latest sandbox proved about its isolation (``Isolation.check``).
+        self._proven: dict[str, str] | None = None
+        #: Attach sockets of started warm-pool sandboxes, by container id: their lifelines.
+        self._lifelines: dict[str, socket.socket] = {}
+        self._lifelines_lock = threading.Lock()
+        self.owner = f"{settings.engine_id}.{secrets.token_hex(8)}"
+        self._reaper: subprocess.Popen[bytes] | None = None
         self._pool: WarmPool | None = None
         self._start_lock = asyncio.Lock()
         self._active: dict[str, _Run] = {}
@@ -125,7 +157,7 @@ class DockerEngine(ExecutionInterface):
         return self._settings
 
     async def start(self) -> None:
-        """Connect, check the image (and runtime), remove this engine's orphans, and begin
+        """Connect, check the image (and runtime), remove abandoned sandboxes, and begin
         filling the warm pool.
 
         Idempotent; ``execute`` calls it on first use.
@@ -137,6 +169,7 @@ class DockerEngine(ExecutionInterface):
             if self._daemon is not None:
                 return
             self._daemon = await self._in_thread(self._connect)
+            self._reaper = start_reaper(self.owner, self._settings.docker_host)
             self._pool = self._make_pool()
             self._pool.start()
 
@@ -150,7 +183,7 @@ class DockerEngine(ExecutionInterface):
         return WarmPool(
             targets,
             create=lambda profile: self._in_thread(self._create_started, profile),
-            destroy=lambda sandbox_id: self._in_thread(self._require_daemon().remove, sandbox_id),
+            destroy=lambda sandbox_id: self._in_thread(self._destroy_pooled, sandbox_id),
             alive=lambda: self._in_thread(self._running_ids),
             max_age_seconds=pool.max_age_seconds,
             parallelism=pool.refill_parallelism,
@@ -174,27 +207,51 @@ class DockerEngine(ExecutionInterface):
 
     def _connect(self) -> DockerDaemon:
         settings = self._settings
+        seccomp = load_seccomp_profile(settings.seccomp_profile, settings.runtime)
         daemon = DockerDaemon(settings.docker_host, timeout=settings.docker_api_timeout_seconds)
         try:
             if daemon.image_labels(settings.image) is None:
                 raise SandboxImageNotFoundError(
                     f"sandbox image {settings.image!r} not found; build it with `assay image build`"
                 )
-            if settings.runtime and settings.runtime not in daemon.runtimes():
+            info = daemon.info()
+            runtimes = sorted(info.get("Runtimes") or {})
+            if settings.runtime and settings.runtime not in runtimes:
                 raise RuntimeNotAvailableError(
                     f"OCI runtime {settings.runtime!r} is not registered with Docker "
-                    f"(have: {', '.join(daemon.runtimes())}); install it or unset "
-                    "ASSAY_EXECUTION__RUNTIME"
+                    f"(have: {', '.join(runtimes)}); `scripts/bootstrap --runsc` installs and "
+                    "registers gVisor's runsc, or unset ASSAY_EXECUTION__RUNTIME"
                 )
-            orphans = daemon.container_ids({LABEL_ENGINE: settings.engine_id})
-            for container_id in orphans:
-                daemon.remove(container_id)
-            if orphans:
-                logger.warning("removed %d orphaned sandbox container(s)", len(orphans))
+            self._isolation = Isolation(
+                runtime=settings.runtime or str(info.get("DefaultRuntime") or "runc"),
+                host_kernel=str(info.get("KernelVersion") or ""),
+                seccomp=seccomp,
+            )
+            self._sweep(daemon)
         except BaseException:
             daemon.close()
             raise
         return daemon
+
+    def _sweep(self, daemon: DockerDaemon) -> None:
+        """Remove the sandboxes no live owner can be using, whoever made them: an owner starts
+        what it creates, and removes what has stopped, within its API timeout. Running ones
+        are never touched: a sandbox whose owner died ends itself (its stdin closes)."""
+        abandoned_after = 2 * self._settings.docker_api_timeout_seconds
+        now = time.time()
+        removed = 0
+        for container in daemon.containers_labelled(LABEL_MANAGED):
+            if container.state == "created":
+                since: float | None = container.created
+            elif container.state in ("exited", "dead"):
+                since = daemon.finished_at(container.id)
+            else:
+                continue
+            if since is not None and now - since > abandoned_after:
+                daemon.remove(container.id)
+                removed += 1
+        if removed:
+            logger.warning("removed %d abandoned sandbox container(s)", removed)
 
     async def execute(
         self, request: ExecutionRequest, *, on_output: OutputCallback | None = None
@@ -246,12 +303,16 @@ class DockerEngine(ExecutionInterface):
             self._active.pop(run.run_id, None)
 
     async def check_health(self) -> EngineHealth:
+        """Healthy once the daemon answers and a sandbox has proven its isolation (the
+        runtime and seccomp profile in force, seen from inside it): the latest sandbox's
+        proof, or a probe sandbox's when none has run yet."""
         if self._closed:
             return EngineHealth(healthy=False, detail="engine is closed")
         try:
             await self.start()
             daemon = self._require_daemon()
             version = await self._in_thread(daemon.version)
+            proven = self._proven or await self.probe()
         except ExecutionError as exc:
             return EngineHealth(healthy=False, detail=exc.message)
         return EngineHealth(
@@ -262,9 +323,22 @@ class DockerEngine(ExecutionInterface):
                 "docker_version": str(version.get("Version", "?")),
                 "api_version": str(version.get("ApiVersion", "?")),
                 "image": self._settings.image,
-                "runtime": self._settings.runtime or "default",
+                **proven,
             },
         )
+
+    async def probe(self) -> dict[str, str]:
+        """Run a probe sandbox (default limits) and return what it proved about its
+        isolation (``runtime``, ``sandbox_kernel``, ``seccomp``).
+
+        Raises:
+            RuntimeNotAvailableError: the configured runtime or seccomp profile is not in force.
+            ExecutionError: the probe could not run.
+        """
+        result = await self.execute(ExecutionRequest(code="pass"))
+        if self._proven is None:
+            raise SandboxError(f"the probe sandbox proved nothing ({result.status.value})")
+        return self._proven
 
     async def close(self) -> None:
         if self._closed:
@@ -280,6 +354,8 @@ class DockerEngine(ExecutionInterface):
         self._threads.shutdown(wait=True)
         if self._daemon is not None:
             self._daemon.close()
+        if self._reaper is not None and self._reaper.stdin is not None:
+            self._reaper.stdin.close()  # it checks that nothing of ours is left, and exits
 
     # -- the blocking part, on a worker thread --------------------------------------------
 
@@ -323,24 +399,43 @@ class DockerEngine(ExecutionInterface):
             self._dispose(run.container_id, now=run.cancelled.is_set())
 
     def _create_started(self, profile: Profile) -> str:
-        """A container for the warm pool: created, started, its PID 1 waiting for a program."""
+        """A container for the warm pool: created, attached (its lifeline, kept in
+        ``_lifelines``) and started, its PID 1 waiting for a program."""
         daemon = self._require_daemon()
         config = self.container_config(profile)
         container_id = daemon.create_container(self._settings.image, **config)
         try:
-            daemon.start(container_id)
+            sock = daemon.attach(container_id)
+            try:
+                daemon.start(container_id)
+            except BaseException:
+                _close(sock)
+                raise
         except BaseException:
             daemon.remove(container_id)
             raise
+        with self._lifelines_lock:
+            self._lifelines[container_id] = sock
         return container_id
+
+    def _take_lifeline(self, container_id: str) -> socket.socket | None:
+        with self._lifelines_lock:
+            return self._lifelines.pop(container_id, None)
+
+    def _destroy_pooled(self, container_id: str) -> None:
+        """Destroy an unused warm sandbox: closing its lifeline ends it; removed to be sure."""
+        sock = self._take_lifeline(container_id)
+        if sock is not None:
+            _close(sock)
+        self._require_daemon().remove(container_id)
 
     def _running_ids(self) -> set[str]:
         daemon = self._require_daemon()
-        return set(daemon.container_ids({LABEL_ENGINE: self._settings.engine_id}, running=True))
+        return set(daemon.container_ids({LABEL_OWNER: self.owner}, running=True))
 
     def _dispose(self, container_id: str, *, now: bool = False) -> None:
-        """Remove a used container: in the background unless ``now`` (``close`` waits for
-        background removals)."""
+        """Make sure a used container goes: it removes itself once stopped (AutoRemove); in
+        the background unless ``now`` (``close`` waits for background removals)."""
         with self._removing_lock:
             self._removing += 1
         if not now:
@@ -354,12 +449,10 @@ class DockerEngine(ExecutionInterface):
     def _remove(self, container_id: str, grace: float) -> None:
         daemon = self._require_daemon()
         try:
-            if grace:
-                # Its PID 1 exits by itself just after the trailer: removing a container that
-                # has stopped costs Docker less CPU than killing one (about 15 ms here).
-                with contextlib.suppress(ExecutionError):
-                    daemon.wait(container_id, timeout=grace)
-            daemon.remove(container_id)
+            # Its PID 1 exits by itself just after the trailer, and Docker removes it then:
+            # cheaper than killing it (about 15 ms of CPU here).
+            if not grace or not daemon.wait_removed(container_id, grace):
+                daemon.remove(container_id)
         except ExecutionError as exc:
             logger.warning("could not remove sandbox %s: %s", container_id[:12], exc)
         finally:
@@ -371,13 +464,16 @@ class DockerEngine(ExecutionInterface):
             raise _Cancelled
         request = run.request
         nonce = secrets.token_hex(16)
-        payload = encode_payload(_files(request), nonce) + request.stdin
+        payload = encode_payload(_files(request), nonce, stdin=request.stdin, batch=False)
         collector = OutputCollector(limit=request.output_limit_bytes, nonce=nonce)
         sock = self._attach(daemon, run, warm=warm)
         writer = None
         try:
+            run.began = time.time()
             started = time.monotonic()
-            writer = write_stdin(sock, payload, close=True)
+            # PID 1 reads the whole frame before it starts the program: the write cannot block
+            # on the program, only on a dead sandbox (then pump sees the end of the stream).
+            writer = write_stdin(sock, payload, close=False)
             outcome = pump(
                 sock, collector, started + request.timeout_seconds, run.cancelled, run.emit
             )
@@ -389,26 +485,25 @@ class DockerEngine(ExecutionInterface):
         return self._judge(daemon, run, outcome, collector, duration)
 
     def _attach(self, daemon: DockerDaemon, run: _Run, *, warm: bool) -> socket.socket:
-        """Attach to the stdin, stdout and stderr of ``run``'s container; start it if cold.
+        """The attach socket of ``run``'s container: a warm one's lifeline, or (cold) a new
+        attach, then the start.
 
         Raises:
             _StaleSandbox: a pooled container is gone or stopped (nothing ran in it).
         """
         if run.container_id is None:
             raise SandboxError("no container to attach to")
+        if warm:
+            sock = self._take_lifeline(run.container_id)
+            # PID 1 writes nothing before it has a program: anything readable is its end.
+            if sock is None or _readable(sock):
+                if sock is not None:
+                    _close(sock)
+                raise _StaleSandbox
+            return sock
+        sock = daemon.attach(run.container_id)
         try:
-            sock = daemon.attach(run.container_id)
-        except SandboxError:
-            if warm:  # removed while it waited: nothing of the program has run
-                raise _StaleSandbox from None
-            raise
-        try:
-            if warm:
-                # Attaching to a container that has already stopped hangs rather than fails.
-                if not daemon.state(run.container_id).get("Running"):
-                    raise _StaleSandbox
-            else:
-                daemon.start(run.container_id)
+            daemon.start(run.container_id)
         except BaseException:
             _close(sock)
             raise
@@ -423,7 +518,14 @@ class DockerEngine(ExecutionInterface):
         duration: float,
     ) -> ExecutionResult:
         """The verdict once the conversation with the sandbox is over: from the supervisor's
-        trailer, or from Docker's view of the container when the trailer is missing."""
+        trailer (its isolation checked first), from the deadline or the output cap that we
+        enforced, or from an OOM kill Docker recorded. Anything else is no verdict.
+
+        Raises:
+            SandboxLostError: the sandbox ended without a word from its PID 1, killed or
+                removed from outside.
+            RuntimeNotAvailableError: the sandbox did not have the configured isolation.
+        """
         if run.container_id is None:
             raise SandboxError("no container to judge")
         if outcome != "exited":
@@ -432,11 +534,25 @@ class DockerEngine(ExecutionInterface):
             raise _Cancelled
         output = collector.finish()
         trailer = output.trailer
-        if outcome == "exited" and collector.ended and trailer and trailer.oom_kills is not None:
-            return verdict(outcome, None, trailer.oom_kills > 0, output, duration)
-        exit_code = daemon.wait(run.container_id, timeout=self._settings.docker_api_timeout_seconds)
-        oom_killed = bool(daemon.state(run.container_id).get("OOMKilled"))
-        return verdict(outcome, exit_code, oom_killed, output, duration)
+        if trailer is not None:
+            self._proven = self._require_isolation().check(trailer)
+        if outcome != "exited":
+            return verdict(outcome, None, False, output, duration)
+        if trailer is not None and (trailer.exit_code is not None or trailer.setup_error):
+            return verdict(outcome, None, bool(trailer.oom_kills), output, duration)
+        # No trailer: under gVisor an OOM kill ends the whole sandbox, PID 1 included.
+        daemon.wait_removed(run.container_id, self._settings.docker_api_timeout_seconds)
+        if daemon.was_oom_killed(run.container_id, since=run.began - 1):
+            return verdict(outcome, _KILLED, True, output, duration)
+        raise SandboxLostError(
+            "the sandbox was lost while the program ran (killed or removed from outside, or "
+            "the Docker daemon restarted): no verdict"
+        )
+
+    def _require_isolation(self) -> Isolation:
+        if self._isolation is None:
+            raise EngineUnavailableError("engine not started")
+        return self._isolation
 
     # -- batch isolation (DockerBatchSandbox), on a worker thread -------------------------
 
@@ -485,8 +601,9 @@ class DockerEngine(ExecutionInterface):
             raise _Cancelled
         request = run.request
         nonce = secrets.token_hex(16)
-        payload = encode_payload(_files(request), nonce, stdin=request.stdin)
+        payload = encode_payload(_files(request), nonce, stdin=request.stdin, batch=True)
         collector = OutputCollector(limit=request.output_limit_bytes, nonce=nonce)
+        run.began = time.time()
         started = time.monotonic()
         # PID 1 reads the whole frame before it starts the program: the write cannot block
         # on the program, only on a dead sandbox (then pump sees the end of the stream).
@@ -525,6 +642,7 @@ class DockerEngine(ExecutionInterface):
         """The create-container arguments of a sandbox with ``profile``'s limits."""
         settings = self._settings
         daemon = self._require_daemon()
+        isolation = self._require_isolation()
         uid = SANDBOX_UID
         host_config = daemon.host_config(
             network_mode="none",
@@ -535,7 +653,11 @@ class DockerEngine(ExecutionInterface):
                 "/tmp": f"rw,nosuid,nodev,noexec,size={settings.tmp_size_mb}m,mode=1777",  # noqa: S108
             },
             cap_drop=["ALL"],
-            security_opt=["no-new-privileges:true"],
+            security_opt=["no-new-privileges:true", f"seccomp={isolation.seccomp.json}"],
+            # Applied here, in HostConfig: Docker ignores a runtime anywhere else.
+            runtime=settings.runtime,
+            # Gone as soon as it stops, whoever stopped it (its owner may be dead).
+            auto_remove=True,
             pids_limit=settings.pids_limit,
             mem_limit=f"{profile.memory_mb}m",
             memswap_limit=f"{profile.memory_mb}m",
@@ -564,10 +686,10 @@ class DockerEngine(ExecutionInterface):
             "labels": {
                 LABEL_MANAGED: "true",
                 LABEL_ENGINE: settings.engine_id,
+                LABEL_OWNER: self.owner,
                 LABEL_SANDBOX: secrets.token_hex(8),
             },
             "host_config": host_config,
-            "runtime": settings.runtime,
         }
 
 
@@ -627,6 +749,13 @@ class _StaleSandbox(Exception):
 
 def _files(request: ResolvedRequest) -> dict[str, str]:
     return {MAIN_FILE: request.code, **request.files}
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether ``sock`` has data or its end waiting (without blocking)."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _close(sock: socket.socket) -> None:

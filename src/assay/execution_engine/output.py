@@ -15,7 +15,7 @@ __all__ = ["TRAILER_RESERVE", "CollectedOutput", "OutputCollector", "Trailer", "
 Stream = Literal["stdout", "stderr"]
 
 #: Room kept beyond the user's cap for the supervisor's trailer lines (one per stream).
-TRAILER_RESERVE = 1024
+TRAILER_RESERVE = 2048
 #: Longest trailer line the supervisor writes (marker, JSON of a few numbers, newline).
 _MAX_TRAILER = TRAILER_RESERVE // 2
 
@@ -38,6 +38,12 @@ class Trailer:
     #: Batch mode: what the program did that the next one must not inherit (the sandbox is
     #: replaced); None when the reset left it clean.
     damage: str | None = None
+    #: The kernel release the sandbox saw (gVisor's is not the host's).
+    kernel: str | None = None
+    #: The sandbox's seccomp mode (2: a filter), -1 when /proc did not say.
+    seccomp: int | None = None
+    #: What io_uring_setup answered in the sandbox: an errno, 0 when it was allowed.
+    io_uring_errno: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +179,7 @@ def _parse_trailer(raw: bytes) -> Trailer | None:
         return None
     setup_error = data.get("setup_error")
     damage = data.get("damage")
+    kernel = data.get("kernel")
     return Trailer(
         exit_code=_int(data.get("exit_code")),
         signal=_int(data.get("signal")),
@@ -181,6 +188,9 @@ def _parse_trailer(raw: bytes) -> Trailer | None:
         oom_kills=_int(data.get("oom_kills")),
         setup_error=setup_error if isinstance(setup_error, str) else None,
         damage=damage if isinstance(damage, str) else None,
+        kernel=kernel if isinstance(kernel, str) else None,
+        seccomp=_int(data.get("seccomp")),
+        io_uring_errno=_int(data.get("io_uring_errno")),
     )
 
 

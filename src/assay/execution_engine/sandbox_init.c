@@ -1,14 +1,17 @@
 /* PID 1 of every sandbox: unpacks the program, runs it, reaps zombies, reports.
  *
  * Built statically into the sandbox image (`assay image build`) as /usr/local/libexec/assay-init
- * and started as `assay-init python3 main.py`. The engine writes to the container's stdin:
+ * and started as `assay-init python3 main.py`. The engine writes one frame to the container's
+ * stdin:
  *
- *     "ASSAY2" + 10 ASCII digits (header length) + header + the program's own stdin
+ *     "ASSAY3" + 10 ASCII digits (header length) + header
+ *              + 10 ASCII digits (stdin length) + the program's stdin
  *
  * where the header is the nonce (32 hex digits), then for each file its path and its text,
  * each as 10 ASCII digits (length in bytes) and the bytes. This process writes the files into
- * the working directory, forks, and the child execs the command with the rest of stdin as
- * its fd 0. When that child exits, the same trailer line goes to stdout and to stderr,
+ * the working directory, puts the program's stdin into a memory file, forks, and the child
+ * execs the command with that file as its fd 0. When that child exits, the same trailer line
+ * goes to stdout and to stderr,
  *
  *     "\0ASSAY-TRAILER-" + nonce + ":" + JSON + "\n"
  *
@@ -18,6 +21,13 @@
  * so once the engine has read the trailer on both streams it has every byte the program
  * wrote. The nonce is never in the program's memory (the child execs straight after fork),
  * and this process is non-dumpable, so the program cannot ptrace it to forge the trailer.
+ *
+ * The container's stdin is the engine's lifeline: the engine holds it open from the moment
+ * the sandbox starts (warm or not) until it is done with it, and Docker closes it when the
+ * engine's process dies (the container is created with StdinOnce). End of stdin while waiting
+ * for a frame, or anything at all on stdin while a program runs, means the owner is gone:
+ * this process kills everything in the sandbox and exits, and Docker removes the container
+ * (AutoRemove). So no sandbox outlives the process that created it, idle or running.
  *
  * It is C, not Python, because it runs once per sandbox: a second interpreter would cost
  * every execution ~25 ms of CPU (see docs/decisions/0001).
@@ -32,9 +42,13 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <poll.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -43,10 +57,14 @@
 #define NONCE_SIZE 32
 #define LENGTH_SIZE 10
 #define MAGIC_SIZE 6
-#define SINGLE_MAGIC "ASSAY2"
+#define SINGLE_MAGIC "ASSAY3"
+#define OWNER_GONE 137
 #define BATCH_MAGIC "ASSAYB"
 
 static char nonce[NONCE_SIZE + 1];
+static sigset_t original_mask; /* the program gets it back: SIGCHLD is blocked here only */
+static int child_signals = -1; /* signalfd: SIGCHLD, polled beside stdin */
+static char facts[256] = "\"kernel\": null"; /* what the sandbox is, for every trailer */
 
 static int read_exact(char *buffer, size_t count) {
     while (count > 0) {
@@ -71,9 +89,44 @@ static void write_all(int fd, const char *data, size_t count) {
 
 static void say(const char *text) { write_all(2, text, strlen(text)); }
 
+/* Evidence of the isolation this sandbox really has, checked before any program runs and
+ * reported in every trailer: the kernel it sees (gVisor's differs from the host's), its
+ * seccomp mode, and what io_uring_setup answers (Assay's profile refuses it with EPERM; 0
+ * means the call was allowed). */
+static void observe_sandbox(void) {
+    struct utsname names;
+    char kernel[160] = "?", escaped_kernel[200];
+    if (uname(&names) == 0) snprintf(kernel, sizeof kernel, "%s", names.release);
+    long seccomp = -1;
+    FILE *status = fopen("/proc/self/status", "re");
+    if (status != NULL) {
+        char line[256];
+        while (fgets(line, sizeof line, status) != NULL)
+            if (sscanf(line, "Seccomp: %ld", &seccomp) == 1) break;
+        fclose(status);
+    }
+    int io_uring = ENOSYS;
+#ifdef SYS_io_uring_setup
+    unsigned char params[120]; /* struct io_uring_params, zeroed: a valid request */
+    memset(params, 0, sizeof params);
+    long ring = syscall(SYS_io_uring_setup, 1, params);
+    io_uring = ring >= 0 ? 0 : errno;
+    if (ring >= 0) close((int)ring);
+#endif
+    size_t at = 0;
+    for (const char *c = kernel; *c && at + 2 < sizeof escaped_kernel; c++)
+        if (*c != '"' && *c != '\\' && (unsigned char)*c >= 0x20) escaped_kernel[at++] = *c;
+    escaped_kernel[at] = 0;
+    snprintf(facts, sizeof facts, "\"kernel\": \"%s\", \"seccomp\": %ld, \"io_uring_errno\": %d",
+             escaped_kernel, seccomp, io_uring);
+}
+
 static void trailer(const char *json) {
-    char line[1024];
-    int size = snprintf(line, sizeof line, "%cASSAY-TRAILER-%s:%s\n", 0, nonce, json);
+    char line[1536];
+    size_t length = strlen(json);
+    if (length < 2 || json[length - 1] != '}') return;
+    int size = snprintf(line, sizeof line, "%cASSAY-TRAILER-%s:%.*s, %s}\n", 0, nonce,
+                        (int)(length - 1), json, facts);
     if (size <= 0 || (size_t)size >= sizeof line) return;
     write_all(1, line, (size_t)size);
     write_all(2, line, (size_t)size);
@@ -195,7 +248,9 @@ malformed:
 }
 
 static void exec_child(char **argv, int stdin_fd) {
-    if (stdin_fd >= 0 && dup2(stdin_fd, 0) < 0) _exit(SETUP_FAILED);
+    if (dup2(stdin_fd, 0) < 0) _exit(SETUP_FAILED);
+    close(child_signals);
+    sigprocmask(SIG_SETMASK, &original_mask, NULL);
     int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
     if (fd >= 0) { /* the program, not PID 1, is what the kernel kills first */
         write_all(fd, "1000", 4);
@@ -238,8 +293,8 @@ static int read_header(void) {
     return written;
 }
 
-/* Batch mode: the program's stdin follows its header as a 10-digit length and the bytes;
- * it goes into a memory file that becomes the program's fd 0. */
+/* The program's stdin follows its header as a 10-digit length and the bytes; it goes into a
+ * memory file that becomes the program's fd 0 (stdin itself stays the owner's lifeline). */
 static int read_stdin_file(void) {
     size_t size;
     if (read_length(&size) != 0) {
@@ -360,8 +415,39 @@ static const char *reset(long pids_before) {
 
 /* -- one program ---------------------------------------------------------------------- */
 
-/* Runs the program whose files are written; returns its exit code (128 + signal). In batch
- * mode `damage` receives what the reset found (NULL: the sandbox is clean for the next). */
+/* The owner is gone (see the top of this file): nothing it started may go on running. */
+static void owner_gone(pid_t child) {
+    if (getpid() == 1) kill_the_rest();
+    else if (child > 0) kill(child, SIGKILL); /* run as an ordinary process (the unit tests) */
+    _exit(OWNER_GONE);
+}
+
+/* Waits for `child` to exit while watching stdin, which must stay silent while a program
+ * runs; returns its wait status and resource usage. */
+static int wait_for(pid_t child, struct rusage *usage) {
+    for (;;) {
+        int status;
+        pid_t pid;
+        while ((pid = wait4(-1, &status, WNOHANG, usage)) > 0)
+            if (pid == child) return status; /* others: reparented orphans, reaped */
+        if (pid < 0 && errno == ECHILD) return -1;
+        struct pollfd watched[2] = {{child_signals, POLLIN, 0}, {0, POLLIN, 0}};
+        if (poll(watched, 2, -1) < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (watched[1].revents) owner_gone(child);
+        if (watched[0].revents & POLLIN) {
+            struct signalfd_siginfo info;
+            while (read(child_signals, &info, sizeof info) < 0 && errno == EINTR) {
+            }
+        }
+    }
+}
+
+/* Runs the program whose files are written, with `stdin_fd` as its stdin; returns its exit
+ * code (128 + signal). In batch mode `damage` receives what the reset found (NULL: the
+ * sandbox is clean for the next). */
 static int run_program(char **command, int stdin_fd, const char **damage) {
     long oom_before = oom_kills();
     long pids_before = damage != NULL ? pids_refusals() : -1;
@@ -369,38 +455,48 @@ static int run_program(char **command, int stdin_fd, const char **damage) {
     if (child < 0) {
         setup_error("cannot fork", command[0], errno);
         if (damage != NULL) *damage = "could not fork";
+        close(stdin_fd);
         return SETUP_FAILED;
     }
     if (child == 0) exec_child(command, stdin_fd);
-    if (stdin_fd >= 0) close(stdin_fd);
-    else close(0);
-    for (;;) {
-        int status;
-        struct rusage usage;
-        pid_t pid = wait4(-1, &status, 0, &usage);
-        if (pid < 0) {
-            if (errno == EINTR) continue;
-            return SETUP_FAILED;
-        }
-        if (pid != child) continue; /* a reparented orphan: reaped, nothing to report */
-        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        /* Before the trailer: nothing the program left may write after it. */
-        const char *found = damage != NULL ? reset(pids_before) : NULL;
-        long oom_after = oom_kills();
-        char kills[32] = "null", signal_number[16] = "null", damaged[96] = "null", json[640];
-        if (oom_before >= 0 && oom_after >= 0) snprintf(kills, sizeof kills, "%ld", oom_after - oom_before);
-        if (WIFSIGNALED(status)) snprintf(signal_number, sizeof signal_number, "%d", WTERMSIG(status));
-        if (found != NULL) snprintf(damaged, sizeof damaged, "\"%s\"", found);
-        double cpu = (double)usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 +
-                     (double)usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
-        snprintf(json, sizeof json,
-                 "{\"exit_code\": %d, \"signal\": %s, \"cpu_time_seconds\": %.6f, "
-                 "\"peak_memory_bytes\": %ld, \"oom_kills\": %s, \"damage\": %s}",
-                 code, signal_number, cpu, usage.ru_maxrss * 1024L, kills, damaged);
-        trailer(json);
-        if (damage != NULL) *damage = found;
-        return code;
+    close(stdin_fd);
+    struct rusage usage;
+    memset(&usage, 0, sizeof usage);
+    int status = wait_for(child, &usage);
+    if (status < 0) return SETUP_FAILED;
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    /* Before the trailer: nothing the program left may write after it. */
+    const char *found = damage != NULL ? reset(pids_before) : NULL;
+    long oom_after = oom_kills();
+    char kills[32] = "null", signal_number[16] = "null", damaged[96] = "null", json[640];
+    if (oom_before >= 0 && oom_after >= 0) snprintf(kills, sizeof kills, "%ld", oom_after - oom_before);
+    if (WIFSIGNALED(status)) snprintf(signal_number, sizeof signal_number, "%d", WTERMSIG(status));
+    if (found != NULL) snprintf(damaged, sizeof damaged, "\"%s\"", found);
+    double cpu = (double)usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 +
+                 (double)usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
+    snprintf(json, sizeof json,
+             "{\"exit_code\": %d, \"signal\": %s, \"cpu_time_seconds\": %.6f, "
+             "\"peak_memory_bytes\": %ld, \"oom_kills\": %s, \"damage\": %s}",
+             code, signal_number, cpu, usage.ru_maxrss * 1024L, kills, damaged);
+    trailer(json);
+    if (damage != NULL) *damage = found;
+    return code;
+}
+
+/* Reads the magic of the next frame; 1 on a clean end of stdin before it (the owner closed
+ * the sandbox, or is gone), -1 on garbage. */
+static int read_magic(const char *expected) {
+    char magic[MAGIC_SIZE];
+    ssize_t got;
+    while ((got = read(0, magic, 1)) < 0 && errno == EINTR) {
     }
+    if (got == 0) return 1;
+    if (got < 0 || read_exact(magic + 1, MAGIC_SIZE - 1) != 0 ||
+        memcmp(magic, expected, MAGIC_SIZE) != 0) {
+        say("assay: bad sandbox header\n");
+        return -1;
+    }
+    return 0;
 }
 
 /* Batch mode: programs one after another until stdin ends (0) or one damages the sandbox. */
@@ -418,14 +514,8 @@ static int run_batch(char **command) {
         const char *damage = NULL;
         run_program(command, stdin_fd, &damage);
         if (damage != NULL) return SETUP_FAILED; /* the engine replaces this sandbox */
-        char magic[MAGIC_SIZE];
-        ssize_t got = read(0, magic, 1);
-        if (got == 0) return 0; /* the engine closed the batch */
-        if (got < 0 || read_exact(magic + 1, MAGIC_SIZE - 1) != 0 ||
-            memcmp(magic, BATCH_MAGIC, MAGIC_SIZE) != 0) {
-            say("assay: bad sandbox header\n");
-            return SETUP_FAILED;
-        }
+        int next = read_magic(BATCH_MAGIC);
+        if (next != 0) return next > 0 ? 0 : SETUP_FAILED; /* 0: the engine closed the batch */
     }
 }
 
@@ -433,9 +523,22 @@ int main(int argc, char **argv) {
     static char *fallback[] = {"python3", "main.py", NULL};
     char **command = argc > 1 ? argv + 1 : fallback;
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    observe_sandbox();
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    if (sigprocmask(SIG_BLOCK, &chld, &original_mask) != 0 ||
+        (child_signals = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
+        say("assay: cannot watch for the program's exit\n");
+        return SETUP_FAILED;
+    }
 
     char magic[MAGIC_SIZE];
-    if (read_exact(magic, MAGIC_SIZE) != 0) {
+    ssize_t got;
+    while ((got = read(0, magic, 1)) < 0 && errno == EINTR) {
+    }
+    if (got == 0) return 0; /* closed before any program: the owner is done with it, or gone */
+    if (got < 0 || read_exact(magic + 1, MAGIC_SIZE - 1) != 0) {
         say("assay: bad sandbox header\n");
         return SETUP_FAILED;
     }
@@ -445,5 +548,7 @@ int main(int argc, char **argv) {
         return SETUP_FAILED;
     }
     if (read_header() != 0) return SETUP_FAILED;
-    return run_program(command, -1, NULL);
+    int stdin_fd = read_stdin_file();
+    if (stdin_fd < 0) return SETUP_FAILED;
+    return run_program(command, stdin_fd, NULL);
 }
