@@ -15,6 +15,7 @@ from assay.errors import (
     QueueFullError,
     RuntimeNotAvailableError,
     SandboxImageNotFoundError,
+    SandboxLostError,
     StorageError,
 )
 from assay.execution_engine import ExecutionInterface, ExecutionResult
@@ -255,6 +256,11 @@ class LocalQueue(EvaluationQueue):
             await sink.close()
             await self._engine_down(evaluation, exc)
             return
+        except SandboxLostError as exc:
+            self._metrics.engine_errors.labels(exc.code).inc()
+            await sink.close()
+            await self._lost(evaluation, exc)
+            return
         except ExecutionError as exc:
             logger.warning("engine failed on %s: %s", evaluation.id, exc.message)
             self._metrics.engine_errors.labels(exc.code).inc()
@@ -290,6 +296,24 @@ class LocalQueue(EvaluationQueue):
         logger.error("execution engine unavailable (%s); pausing the queue for %.0f s", exc, delay)
         self._engine_ok.clear()
         asyncio.get_running_loop().call_later(delay, self._engine_ok.set)
+
+    async def _lost(self, evaluation: Evaluation, exc: SandboxLostError) -> None:
+        """The sandbox went away under the program (killed or removed from outside): that
+        says nothing about the program, so it runs again while attempts remain."""
+        attempts = evaluation.attempts
+        if attempts < self._settings.max_attempts:
+            logger.warning(
+                "sandbox of %s lost (attempt %d): running it again", evaluation.id, attempts
+            )
+            reason = (
+                f"{exc.message}; running it again (attempt {attempts} of at most "
+                f"{self._settings.max_attempts})"
+            )
+            if await self._storage.requeue(evaluation.id, attempts, reason):
+                self._bus.publish(evaluation.id, "requeued")
+            return
+        message = f"{exc.message}, on each of its {attempts} attempts; giving up"
+        await self._record(evaluation, Outcome(status=EvaluationStatus.ERROR, error=message))
 
     async def _interrupted(self, evaluation: Evaluation) -> None:
         if evaluation.id in self._cancel_requested:
