@@ -441,6 +441,79 @@ async def test_bad_input_gets_one_json_error_shape(server: RunningServer) -> Non
             await client.get("no-such-id")
 
 
+JSON = {"content-type": "application/json"}
+#: Bodies the stdlib json module reads, or that are not JSON at all, and where each is wrong.
+NOT_UNICODE_OR_NOT_FINITE = [
+    (b'{"code": "\\ud800"}', "body.code: a string holds a lone surrogate (\\ud800"),
+    (b'{"code": "print(1)", "stdin": "ok \\udfff"}', "body.stdin: a string holds a lone"),
+    (b'{"code": "print(1)", "files": {"a.txt": "\\ud800"}}', "body.files.a.txt: a string"),
+    (b'{"code": "print(1)", "files": {"\\ud800": "x"}}', "body.files: a key holds a lone"),
+    (b'{"code": "print(1)", "labels": {"k": "\\udbff"}}', "body.labels.k: a string holds"),
+    (b'{"code": "print(1)", "timeout_seconds": NaN}', "body.timeout_seconds: NaN is not"),
+    (b'{"code": "print(1)", "cpus": -Infinity}', "body.cpus: -Infinity is not"),
+    (b'{"code": "print(1)", "timeout_seconds": 1e400}', "body.timeout_seconds: number out"),
+    (b'{"code": "print(1)", "memory_mb": 1' + b"0" * 400 + b"}", "body.memory_mb: integer"),
+    (b'{"code": "print(1)", "priority": ' + b"9" * 5000 + b"}", "body.priority: integer"),
+    (b'{"code": "print(1)", "files": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", "nested deeper"),
+    (b'{"code": "print(\'\xed\xa0\x80\')"}', "body: not UTF-8"),  # an encoded surrogate
+    (b'{"code": "print(1)\xff"}', "body: not UTF-8"),
+    (b'{"code": "print(1)\\u0000"}', "body.code: holds NUL (\\u0000, at character 8)"),
+    (b'{"code": "print(1)", "stdin": "a\\u0000"}', "body.stdin: holds NUL"),
+    (b'{"code": "print(1)", "labels": {"k": "\\u0000"}}', "body.labels.k: holds NUL"),
+]
+
+
+async def test_bodies_that_are_not_unicode_text_or_finite_numbers_get_422(
+    server: RunningServer,
+) -> None:
+    for body, where in NOT_UNICODE_OR_NOT_FINITE:
+        response = await raw(server, "POST", "/api/v1/evaluations", content=body, headers=JSON)
+        assert where in assert_error(response, 422, "validation_error"), body[:80]
+    async with server.client() as client:
+        assert (await client.list()).items == [], "nothing was stored"
+        done = await client.submit("print('still serving')", wait=30)
+    assert done.stdout == "still serving\n"
+
+
+async def test_a_batch_with_one_bad_item_stores_none_of_it(server: RunningServer) -> None:
+    good = b'{"code": "print(1)", "labels": {"batch": "b"}}'
+    for bad, where in [
+        (b'"code": "\\ud800"', "body.evaluations.1.code: a string holds a lone surrogate"),
+        (b'"code": "x", "timeout_seconds": NaN', "body.evaluations.1.timeout_seconds: NaN"),
+        (b'"code": "x", "stdin": "\\u0000"', "body.evaluations.1.stdin: holds NUL"),
+    ]:
+        body = b'{"evaluations": [' + good + b", {" + bad + b', "labels": {"batch": "b"}}]}'
+        response = await raw(
+            server, "POST", "/api/v1/evaluations/batch", content=body, headers=JSON
+        )
+        assert where in assert_error(response, 422, "validation_error")
+    async with server.client() as client:
+        assert (await client.list(labels={"batch": "b"})).items == [], "a refused batch stores none"
+
+
+async def test_nul_is_program_input_only_where_storage_can_hold_it(server: RunningServer) -> None:
+    # PostgreSQL text cannot hold NUL: code, stdin and labels refuse it (above); files are
+    # stored as JSON, which can, and the sandbox protocol is length-prefixed.
+    reader = "print(repr(open('data.bin').read()))"
+    response = await raw(
+        server,
+        "POST",
+        "/api/v1/evaluations?wait=30",
+        json={"code": reader, "files": {"data.bin": "a\x00b"}},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["stdout"] == "'a\\x00b'\n"
+    assert response.json()["request"]["files"] == {"data.bin": "a\x00b"}
+    missing = await raw(server, "GET", "/api/v1/evaluations/%00")
+    assert "path.evaluation_id: holds NUL" in assert_error(missing, 422, "validation_error")
+    label = await raw(server, "GET", "/api/v1/evaluations?label=k:%00")
+    assert "query.label.0: holds NUL" in assert_error(label, 422, "validation_error")
+    events = await raw(
+        server, "GET", "/api/v1/evaluations/x/events", headers={"Last-Event-ID": "9" * 30}
+    )
+    assert "header.Last-Event-ID" in assert_error(events, 422, "validation_error")
+
+
 async def test_api_keys_protect_the_api_once_one_exists(server: RunningServer) -> None:
     key, secret = await server.platform.storage.create_api_key("tests")
     await asyncio.sleep(2.1)  # the platform re-reads whether keys exist every 2 s

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 
 from assay.execution_engine import ExecutionRequest
 from assay.storage import Evaluation, EvaluationStatus, Event, Isolation
@@ -19,23 +20,41 @@ __all__ = [
     "EvaluationOut",
     "EventOut",
     "Isolation",
+    "NoNul",
     "QueueOut",
+    "StoredText",
 ]
 
+
+def _storable(text: str) -> str:
+    if (at := text.find("\x00")) >= 0:
+        raise PydanticCustomError(
+            "nul_character",
+            "holds NUL (\\u0000, at character {at}), which storage cannot hold",
+            {"at": at},
+        )
+    return text
+
+
+#: For text the platform stores in a text column or looks up by: PostgreSQL's text cannot
+#: hold NUL, so no NUL (files are stored as JSON, which can: a file's content may hold NUL).
+#: After any length constraint, so that its message stays pydantic's own.
+NoNul = AfterValidator(_storable)
+StoredText = Annotated[str, NoNul]
 LabelKey = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-/]+$")
 ]
-LabelValue = Annotated[str, StringConstraints(max_length=256)]
+LabelValue = Annotated[str, StringConstraints(max_length=256), NoNul]
 
 
 class EvaluationCreate(BaseModel):
     """A program to evaluate. Limits left out take the server's defaults."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    code: str = Field(description="Python source, run as main.py.")
+    code: StoredText = Field(description="Python source, run as main.py. No NUL.")
     language: Literal["python"] = "python"
-    stdin: str = ""
+    stdin: StoredText = Field(default="", description="Standard input (UTF-8). No NUL.")
     timeout_seconds: float | None = Field(default=None, description="Wall-clock limit.")
     memory_mb: int | None = Field(default=None, description="Memory limit, no swap.")
     cpus: float | None = Field(default=None, description="CPU quota in cores.")
@@ -60,7 +79,7 @@ class EvaluationCreate(BaseModel):
 
 
 class BatchCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     evaluations: list[EvaluationCreate] = Field(min_length=1)
     isolation: Isolation = Field(

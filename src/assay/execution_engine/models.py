@@ -41,9 +41,10 @@ class ExecutionStatus(enum.StrEnum):
 
 
 class ExecutionRequest(BaseModel):
-    """One program to run. Limits left as None take the configured defaults."""
+    """One program to run. Limits left as None take the configured defaults; they must be
+    finite (NaN or infinity is refused, never taken for the default)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     code: str = Field(description="Source of the program, run as main.py in the working directory.")
     language: Language = "python"

@@ -13,7 +13,13 @@ previous programs sent with the same id; ``DELETE /v1/batch-sandboxes/<id>`` des
 the executor destroys one left idle for a minute.
 
 A request that fails before it starts (bad token, bad request, no free slot) gets a plain
-JSON error body ``{"error": {"code", "message"}}`` with an HTTP status instead.
+JSON error body ``{"error": {"code", "message"}}`` with an HTTP status instead. Request bodies
+must be strict JSON (no NaN or Infinity, no lone surrogates; ``assay.api.strict_json``).
+
+``GET /v1/capacity``: ``{"total", "free", "running", "engine": {"healthy", "detail", ...}}``,
+the slots and the engine's health with every fact its ``check_health`` reports.
+``GET /healthz`` is the one route without the token: 200 ``{"status": "ok"}`` or 503
+``{"status": "unhealthy"}``, nothing more.
 """
 
 from __future__ import annotations
@@ -25,8 +31,10 @@ from typing import Any, Literal
 __all__ = [
     "BATCH_SANDBOXES_PATH",
     "BATCH_SANDBOX_HEADER",
+    "CAPACITY_PATH",
     "EXECUTIONS_PATH",
     "EXECUTION_ID_HEADER",
+    "HEALTH_PATH",
     "POOL_PATH",
     "STREAM_PATH",
     "decode_output",
@@ -39,6 +47,8 @@ EXECUTIONS_PATH = "/v1/executions"
 STREAM_PATH = "/v1/executions/stream"
 #: ``GET``: ``{"pools": [PoolStats fields, ...]}``, the executor's warm pools.
 POOL_PATH = "/v1/pool"
+CAPACITY_PATH = "/v1/capacity"
+HEALTH_PATH = "/healthz"
 BATCH_SANDBOXES_PATH = "/v1/batch-sandboxes"
 BATCH_SANDBOX_HEADER = "X-Assay-Batch-Sandbox"
 #: Chosen by the client, so it can cancel (``DELETE /v1/executions/{id}``) what it started.

@@ -7,8 +7,9 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import StreamingResponse
+from pydantic import StringConstraints
 
 from assay.api.deps import PlatformDep
 from assay.api.schemas import (
@@ -19,7 +20,10 @@ from assay.api.schemas import (
     EvaluationList,
     EvaluationOut,
     EventOut,
+    NoNul,
+    StoredText,
 )
+from assay.api.strict_json import StrictJsonRoute
 from assay.app import Platform
 from assay.errors import InvalidRequestError
 from assay.execution_engine import resolve_request
@@ -27,7 +31,7 @@ from assay.storage import EvaluationStatus, Isolation, NewEvaluation
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/evaluations", tags=["evaluations"])
+router = APIRouter(prefix="/evaluations", tags=["evaluations"], route_class=StrictJsonRoute)
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 422, 429, 503)
@@ -42,13 +46,15 @@ Wait = Annotated[
     ),
 ]
 IdempotencyKey = Annotated[
-    str | None,
+    Annotated[str, StringConstraints(max_length=255), NoNul] | None,
     Header(
         alias="Idempotency-Key",
-        max_length=255,
         description="Retries with the same key return the first evaluation.",
     ),
 ]
+EvaluationId = Annotated[StoredText, Path()]
+#: Event ids are BIGINT; a larger one could not even be looked up.
+LastEventId = Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=2**63 - 1)]
 
 
 def _new(
@@ -137,7 +143,7 @@ async def list_evaluations(
     platform: PlatformDep,
     status: Annotated[list[EvaluationStatus] | None, Query(description="Repeatable.")] = None,
     label: Annotated[
-        list[str] | None, Query(description="key:value, repeatable; all must match.")
+        list[StoredText] | None, Query(description="key:value, repeatable; all must match.")
     ] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
@@ -162,7 +168,7 @@ async def list_evaluations(
 
 @router.get("/{evaluation_id}", response_model=EvaluationOut, responses=_ERRORS)
 async def get_evaluation(
-    evaluation_id: str, platform: PlatformDep, wait: Wait = 0
+    evaluation_id: EvaluationId, platform: PlatformDep, wait: Wait = 0
 ) -> EvaluationOut:
     """One evaluation. With ?wait=S, answer as soon as it ends, or after S seconds."""
     wait = min(wait, platform.settings.api.max_wait_seconds)
@@ -172,7 +178,7 @@ async def get_evaluation(
 
 
 @router.post("/{evaluation_id}/cancel", response_model=EvaluationOut, responses=_ERRORS)
-async def cancel(evaluation_id: str, platform: PlatformDep) -> EvaluationOut:
+async def cancel(evaluation_id: EvaluationId, platform: PlatformDep) -> EvaluationOut:
     """Cancel a queued or running evaluation (its sandbox is killed). An evaluation that has
     already ended is returned unchanged."""
     return EvaluationOut.of(await platform.queue.cancel(evaluation_id))
@@ -184,9 +190,9 @@ async def cancel(evaluation_id: str, platform: PlatformDep) -> EvaluationOut:
     responses={200: {"content": {"text/event-stream": {}}}, **_ERRORS},
 )
 async def events(
-    evaluation_id: str,
+    evaluation_id: EvaluationId,
     platform: PlatformDep,
-    last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0)] = None,
+    last_event_id: LastEventId = None,
 ) -> StreamingResponse:
     """Server-Sent Events: the evaluation's past events, then live ones (output chunks
     while it runs); the stream ends after the terminal event. Resumes after Last-Event-ID."""

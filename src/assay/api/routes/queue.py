@@ -7,11 +7,12 @@ from fastapi import APIRouter
 
 from assay.api.deps import PlatformDep
 from assay.api.schemas import PoolOut, QueueOut
+from assay.api.strict_json import StrictJsonRoute
 from assay.storage import EvaluationStatus
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["queue"])
+router = APIRouter(tags=["queue"], route_class=StrictJsonRoute)
 
 
 @router.get("/queue", response_model=QueueOut)

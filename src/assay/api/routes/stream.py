@@ -11,12 +11,13 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from assay.api.deps import PlatformDep
+from assay.api.strict_json import StrictJsonRoute
 from assay.app import Platform
 from assay.monitoring import ALL
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["evaluations"])
+router = APIRouter(tags=["evaluations"], route_class=StrictJsonRoute)
 
 _KEEPALIVE_SECONDS = 15.0
 #: Output chunks are per-evaluation detail; the all-evaluations stream carries state changes.
