@@ -60,6 +60,41 @@ async def test_a_wrong_or_missing_token_is_refused_and_nothing_runs() -> None:
     assert leftover_containers(settings.engine_id) == []
 
 
+async def test_executor_health_is_open_and_its_details_need_the_token() -> None:
+    settings = make_settings()
+    auth = {"Authorization": f"Bearer {EXECUTOR_TOKEN}"}
+    async with running_executor(settings) as url, httpx.AsyncClient(base_url=url) as http:
+        health = await http.get("/healthz")
+        assert (health.status_code, health.json()) == (200, {"status": "ok"}), "no details"
+        assert (await http.get("/v1/capacity")).status_code == 401
+        capacity = (await http.get("/v1/capacity", headers=auth)).json()
+        engine = RemoteExecutionEngine([url], token=EXECUTOR_TOKEN, settings=settings)
+        remote = await engine.check_health()
+        await engine.close()
+    assert (capacity["total"], capacity["free"], capacity["running"]) == (4, 4, 0)
+    facts = capacity["engine"]
+    assert (facts["healthy"], facts["detail"]) == (True, "ok"), facts
+    assert (facts["engine"], facts["image"]) == ("docker", settings.image), facts
+    assert facts["docker_version"] not in {"", "?"}, facts
+    assert remote.healthy and remote.facts[url] == "ok"
+    assert leftover_containers(settings.engine_id) == []
+
+
+async def test_an_executor_without_docker_is_unhealthy_and_says_why_behind_the_token() -> None:
+    settings = make_settings(docker_host="unix:///nonexistent/docker.sock")
+    auth = {"Authorization": f"Bearer {EXECUTOR_TOKEN}"}
+    async with running_executor(settings) as url, httpx.AsyncClient(base_url=url) as http:
+        health = await http.get("/healthz")
+        capacity = (await http.get("/v1/capacity", headers=auth)).json()
+        engine = RemoteExecutionEngine([url], token=EXECUTOR_TOKEN, settings=settings)
+        remote = await engine.check_health()
+        await engine.close()
+    assert (health.status_code, health.json()) == (503, {"status": "unhealthy"})
+    assert capacity["engine"]["healthy"] is False
+    assert "/nonexistent/docker.sock" in capacity["engine"]["detail"], capacity
+    assert not remote.healthy
+
+
 async def test_with_one_executor_of_two_down_all_work_goes_to_the_other() -> None:
     settings = make_settings()
     dead = f"http://127.0.0.1:{free_port()}"

@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Coroutine
 from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import (
@@ -23,8 +23,10 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from assay import __version__
+from assay.api.strict_json import StrictJsonRoute
 from assay.errors import (
     AssayError,
     AuthenticationError,
@@ -37,6 +39,7 @@ from assay.errors import (
 )
 from assay.execution_engine import (
     BatchSandbox,
+    EngineHealth,
     ExecutionInterface,
     ExecutionRequest,
     ExecutionResult,
@@ -45,8 +48,10 @@ from assay.execution_engine import (
 from assay.execution_engine.protocol import (
     BATCH_SANDBOX_HEADER,
     BATCH_SANDBOXES_PATH,
+    CAPACITY_PATH,
     EXECUTION_ID_HEADER,
     EXECUTIONS_PATH,
+    HEALTH_PATH,
     POOL_PATH,
     STREAM_PATH,
     error_line,
@@ -75,6 +80,8 @@ BatchSandboxId = Annotated[
 ]
 #: A batch sandbox no request has used for this long is destroyed (its platform went away).
 _BATCH_IDLE_SECONDS = 60.0
+#: How long one health check of the engine answers for (/healthz needs no token).
+_HEALTH_TTL_SECONDS = 2.0
 
 
 class _BatchSandboxes:
@@ -149,6 +156,47 @@ class _BatchSandboxes:
                     self._discard(sandbox_id)
 
 
+class _RequireToken:
+    """Refuses every request without the token (401) before it is routed or its body read,
+    except on ``open_paths``."""
+
+    def __init__(self, app: ASGIApp, *, token: str, open_paths: set[str]) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+        self.open_paths = frozenset(open_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in self.open_paths:
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                exc = AuthenticationError("missing or wrong executor token (ASSAY_EXECUTOR_TOKEN)")
+                response = JSONResponse(
+                    {"error": {"code": exc.code, "message": exc.message}},
+                    401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class _Health:
+    """The engine's health, checked at most once per ``ttl`` however often it is asked:
+    ``/healthz`` is open to anyone, and a check can cost the engine a Docker round trip."""
+
+    def __init__(self, engine: ExecutionInterface, ttl: float = _HEALTH_TTL_SECONDS) -> None:
+        self._engine = engine
+        self._ttl = ttl
+        self._lock = asyncio.Lock()
+        self._last: tuple[EngineHealth, float] | None = None
+
+    async def current(self) -> EngineHealth:
+        async with self._lock:
+            if self._last is None or time.monotonic() - self._last[1] > self._ttl:
+                self._last = (await self._engine.check_health(), time.monotonic())
+            return self._last[0]
+
+
 class Runner(Protocol):
     def __call__(
         self, request: ExecutionRequest, *, on_output: OutputCallback | None = None
@@ -193,16 +241,13 @@ class _Slots:
 
 
 def create_executor_app(engine: ExecutionInterface, *, token: str, capacity: int) -> FastAPI:
-    """The service around ``engine``; ``token`` is required on every request."""
+    """The service around ``engine``; ``token`` is required on every request but
+    ``GET /healthz`` (liveness: 200 or 503, no details)."""
     if not token:
         raise ValueError("the executor service needs a token")
     slots = _Slots(engine, capacity)
+    health = _Health(engine)
     batches = _BatchSandboxes(engine, limit=2 * capacity)
-    expected = f"Bearer {token}".encode()
-
-    async def authorised(authorization: Annotated[str | None, Header()] = None) -> None:
-        if authorization is None or not hmac.compare_digest(authorization.encode(), expected):
-            raise AuthenticationError("missing or wrong executor token (ASSAY_EXECUTOR_TOKEN)")
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -218,12 +263,20 @@ def create_executor_app(engine: ExecutionInterface, *, token: str, capacity: int
             await batches.close_all()
             await engine.close()
 
-    app = FastAPI(title="Assay executor", version=__version__, lifespan=lifespan)
-    guarded = [Depends(authorised)]
-
+    # /openapi.json is behind the token like the rest; pages that cannot send it are left out.
+    app = FastAPI(
+        title="Assay executor",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.router.route_class = StrictJsonRoute
+    app.add_middleware(_RequireToken, token=token, open_paths={HEALTH_PATH})
     _handle_errors(app)
+    _add_status_routes(app, slots, health)
 
-    @app.post(EXECUTIONS_PATH, dependencies=guarded, response_model=ExecutionResult)
+    @app.post(EXECUTIONS_PATH, response_model=ExecutionResult)
     async def execute(
         request: ExecutionRequest,
         execution_id: ExecutionId = None,
@@ -233,7 +286,7 @@ def create_executor_app(engine: ExecutionInterface, *, token: str, capacity: int
         slots.acquire()
         return await _run(slots, batches.runner(batch_sandbox), request, execution_id, None)
 
-    @app.post(STREAM_PATH, dependencies=guarded, response_class=StreamingResponse)
+    @app.post(STREAM_PATH, response_class=StreamingResponse)
     async def execute_streaming(
         request: ExecutionRequest,
         execution_id: ExecutionId = None,
@@ -246,12 +299,12 @@ def create_executor_app(engine: ExecutionInterface, *, token: str, capacity: int
             media_type="application/x-ndjson",
         )
 
-    @app.delete(BATCH_SANDBOXES_PATH + "/{sandbox_id}", dependencies=guarded)
+    @app.delete(BATCH_SANDBOXES_PATH + "/{sandbox_id}")
     async def close_batch_sandbox(sandbox_id: str) -> dict[str, bool]:
         """Destroy a batch sandbox (its container is removed); unknown ids are no error."""
         return {"closed": await batches.close(sandbox_id)}
 
-    @app.delete(EXECUTIONS_PATH + "/{execution_id}", dependencies=guarded)
+    @app.delete(EXECUTIONS_PATH + "/{execution_id}")
     async def cancel(execution_id: str) -> dict[str, bool]:
         """Cancel a running execution (its sandbox is killed and removed)."""
         task = slots.running.get(execution_id)
@@ -263,26 +316,44 @@ def create_executor_app(engine: ExecutionInterface, *, token: str, capacity: int
             await asyncio.shield(task)
         return {"cancelled": True}
 
-    @app.get("/v1/capacity", dependencies=guarded)
-    async def capacity_now() -> dict[str, int]:
-        return {"total": slots.capacity, "free": slots.capacity - slots.busy, "running": slots.busy}
+    return app
 
-    @app.get(POOL_PATH, dependencies=guarded)
+
+def _add_status_routes(app: FastAPI, slots: _Slots, health: _Health) -> None:
+    """Capacity, warm pools, health and metrics."""
+    engine = slots.engine
+
+    @app.get(CAPACITY_PATH)
+    async def capacity_now() -> dict[str, Any]:
+        """Slots, and the engine's health with every fact it reports."""
+        engine_health = await health.current()
+        return {
+            "total": slots.capacity,
+            "free": slots.capacity - slots.busy,
+            "running": slots.busy,
+            "engine": {
+                **engine_health.facts,
+                "healthy": engine_health.healthy,
+                "detail": engine_health.detail,
+            },
+        }
+
+    @app.get(POOL_PATH)
     async def pool() -> dict[str, list[dict[str, Any]]]:
         return {"pools": [dataclasses.asdict(stats) for stats in await engine.pool_stats()]}
 
-    @app.get("/healthz", dependencies=guarded)
+    @app.get(HEALTH_PATH)
     async def healthz() -> JSONResponse:
-        health = await engine.check_health()
-        body = {"status": "ok" if health.healthy else "unhealthy", "detail": health.detail}
-        return JSONResponse({**body, **health.facts}, 200 if health.healthy else 503)
+        """Liveness for anyone, without the token: 200 ``ok`` or 503 ``unhealthy``, nothing
+        more (the details are in ``/v1/capacity``)."""
+        if (await health.current()).healthy:
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "unhealthy"}, 503)
 
-    @app.get("/metrics", dependencies=guarded, response_class=Response)
+    @app.get("/metrics", response_class=Response)
     async def metrics() -> Response:
         slots.pool.update(await engine.pool_stats())
         return Response(generate_latest(slots.registry), media_type=CONTENT_TYPE_LATEST)
-
-    return app
 
 
 def _handle_errors(app: FastAPI) -> None:
