@@ -99,6 +99,19 @@ async def test_finish_records_only_the_running_attempt(storage: SqlStorage) -> N
     assert [e.type for e in await storage.events(evaluation.id)][-1] == "finished"
 
 
+async def test_a_programs_nul_bytes_are_recorded_on_every_database(storage: SqlStorage) -> None:
+    """PostgreSQL text cannot hold NUL: the outcome used to fail to record, leaving the
+    evaluation running for ever. NUL is kept as U+FFFD, as invalid UTF-8 already is."""
+    [(evaluation, _)] = await storage.create([new()], max_queued=10)
+    assert await storage.claim_next("w") is not None
+    outcome = Outcome(
+        status=EvaluationStatus.FAILED, exit_code=1, stdout="a\x00b", stderr="\x00", error=None
+    )
+    finished = await storage.finish(evaluation.id, attempt=1, outcome=outcome)
+    assert finished is not None and finished.outcome is not None
+    assert (finished.outcome.stdout, finished.outcome.stderr) == ("a\ufffdb", "\ufffd")
+
+
 async def test_cancel_only_affects_queued(storage: SqlStorage) -> None:
     created = await storage.create([new(), new()], max_queued=10)
     running = await storage.claim_next("w")

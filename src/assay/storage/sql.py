@@ -584,15 +584,21 @@ def _apply_outcome(row: EvaluationRow, outcome: Outcome, now: datetime) -> None:
     row.status = outcome.status.value
     row.exit_code = outcome.exit_code
     row.signal = outcome.signal
-    row.stdout = outcome.stdout
-    row.stderr = outcome.stderr
+    row.stdout = _storable(outcome.stdout)
+    row.stderr = _storable(outcome.stderr)
     row.stdout_truncated = outcome.stdout_truncated
     row.stderr_truncated = outcome.stderr_truncated
     row.duration_seconds = outcome.duration_seconds
     row.cpu_time_seconds = outcome.cpu_time_seconds
     row.peak_memory_bytes = outcome.peak_memory_bytes
-    row.error = outcome.error
+    row.error = _storable(outcome.error)
     row.finished_at = now
+
+
+def _storable(text: str | None) -> str | None:
+    """``text`` as a text column can hold it on every database: PostgreSQL's cannot hold NUL,
+    so a program's NUL bytes are kept as U+FFFD, as its invalid UTF-8 already is."""
+    return None if text is None else text.replace("\x00", "\ufffd")
 
 
 def _terminal_data(outcome: Outcome) -> dict[str, Any]:
