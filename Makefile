@@ -15,15 +15,17 @@ run: bootstrap
 	$(BIN)/assay doctor
 	$(BIN)/assay serve --host 127.0.0.1 --port 8000
 
-# Every test: unit, integration and security, against the real Docker engine.
+# Every test: unit, integration and security, against the real Docker engine; then the
+# contract and security suites again with every sandbox under gVisor (runsc).
 test:
 	@scripts/bootstrap --test
 	$(BIN)/pytest
+	ASSAY_TEST_RUNTIME=runsc $(BIN)/pytest tests/integration/test_contract.py tests/security
 
 lint:
 	@scripts/bootstrap --python-only
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts/register-runsc scripts/derive-seccomp
+	$(BIN)/ruff format --check src tests bench scripts/register-runsc scripts/derive-seccomp
 
 format:
 	$(BIN)/ruff format src tests bench
@@ -41,6 +43,7 @@ bench: bootstrap
 	$(BIN)/python bench/warm_pool.py
 	$(BIN)/python bench/batch_isolation.py
 	$(BIN)/python bench/scale_out.py
+	$(BIN)/python bench/runtimes.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache test-artifacts
