@@ -29,7 +29,8 @@ from assay.execution_engine.docker_engine import LABEL_ENGINE, LABEL_MANAGED, Do
 from assay.execution_engine.local import LocalExecutionEngine
 from assay.executor_service import create_executor_app
 from tests.sandbox import (
-    TEST_ENGINE_PREFIX,
+    BATCH_MODES,
+    SESSION_ENGINE_IDS,
     BatchedEngine,
     cold,
     idle_sandbox_containers,
@@ -104,10 +105,11 @@ def remove_containers(engine_id: str) -> None:
         daemon.close()
 
 
-def container_exists(container_id: str) -> bool:
+def container_exists(container: str) -> bool:
+    """Whether a sandbox container with this id or name exists."""
     daemon = DockerDaemon(None, timeout=30)
     try:
-        return container_id in daemon.container_ids({LABEL_MANAGED: "true"})
+        return any(container in (c.id, c.name) for c in daemon.containers_labelled(LABEL_MANAGED))
     finally:
         daemon.close()
 
@@ -117,7 +119,7 @@ def settings() -> ExecutionSettings:
     return make_settings()
 
 
-@pytest.fixture(params=["pooled", "cold", "batch"])
+@pytest.fixture(params=["pooled", "cold", *BATCH_MODES])
 async def engine(
     settings: ExecutionSettings, request: pytest.FixtureRequest
 ) -> AsyncIterator[DockerEngine]:
@@ -140,7 +142,8 @@ async def engine(
 
 @pytest.fixture(scope="session", autouse=True)
 def _remove_test_containers() -> Iterator[None]:
-    """Whatever happens in a test, no test container outlives the session."""
+    """Whatever happens in a test, no container of this session's engines outlives it (those
+    of other test sessions on the same Docker engine are theirs)."""
     yield
     try:
         daemon = DockerDaemon(None, timeout=30)
@@ -148,7 +151,7 @@ def _remove_test_containers() -> Iterator[None]:
         return
     try:
         for container in daemon.containers_labelled(LABEL_MANAGED):
-            if container.labels.get(LABEL_ENGINE, "").startswith(TEST_ENGINE_PREFIX):
+            if container.labels.get(LABEL_ENGINE, "") in SESSION_ENGINE_IDS:
                 daemon.remove(container.id)
     finally:
         daemon.close()

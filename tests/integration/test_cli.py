@@ -87,6 +87,23 @@ def test_doctor_reports_ready() -> None:
     assert "docker_version" in completed.stdout
 
 
+@pytest.mark.parametrize("runtime", ["runc", "runsc"])
+def test_doctor_proves_the_runtime_and_the_seccomp_profile_from_inside_a_sandbox(
+    runtime: str,
+) -> None:
+    """It used to echo ``runtime: runsc`` while sandboxes ran under runc."""
+    completed = assay("doctor", env={"ASSAY_EXECUTION__RUNTIME": runtime})
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    host = os.uname().release
+    if runtime == "runsc":
+        expected = f"runtime: runsc (the sandbox sees kernel 4.4.0, the host {host})"
+    else:
+        expected = f"runtime: runc (the sandbox shares the host's kernel {host})"
+    assert expected in completed.stdout
+    assert "seccomp: assay (sha256:" in completed.stdout
+    assert "in force: io_uring_setup refused with EPERM" in completed.stdout
+
+
 def test_doctor_reports_a_missing_image() -> None:
     completed = assay("doctor", env={"ASSAY_EXECUTION__IMAGE": "assay-sandbox-python:absent"})
     assert completed.returncode == 1

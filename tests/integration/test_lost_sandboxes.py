@@ -46,7 +46,7 @@ async def kill_runs(client: AsyncAssayClient, evaluation_id: str, kills: int, ho
         async for event in client.events(evaluation_id):
             if event.type == "output" and killed < kills:
                 container_id = str(event.data["text"]).split()[0]
-                if len(container_id) == 64:
+                if container_id.startswith("assay-"):
                     stop = daemon.kill if how == "kill" else daemon.remove
                     await asyncio.to_thread(stop, container_id)
                     killed += 1

@@ -77,6 +77,11 @@ async def test_executor_health_is_open_and_its_details_need_the_token() -> None:
     assert (facts["engine"], facts["image"]) == ("docker", settings.image), facts
     assert facts["docker_version"] not in {"", "?"}, facts
     assert remote.healthy and remote.facts[url] == "ok"
+    # What the executor's sandboxes proved reaches the platform: the same values.
+    assert remote.facts[f"{url} runtime"] == facts["runtime"]
+    assert "the sandbox shares the host's kernel" in facts["runtime"] or "4.4.0" in facts["runtime"]
+    assert remote.facts[f"{url} seccomp"] == facts["seccomp"]
+    assert "io_uring_setup refused with EPERM" in facts["seccomp"]
     assert leftover_containers(settings.engine_id) == []
 
 
@@ -93,6 +98,7 @@ async def test_an_executor_without_docker_is_unhealthy_and_says_why_behind_the_t
     assert capacity["engine"]["healthy"] is False
     assert "/nonexistent/docker.sock" in capacity["engine"]["detail"], capacity
     assert not remote.healthy
+    assert "/nonexistent/docker.sock" in remote.facts[url], "the reason reaches the platform"
 
 
 async def test_with_one_executor_of_two_down_all_work_goes_to_the_other() -> None:

@@ -14,10 +14,18 @@ from assay.config import ExecutionSettings
 from assay.errors import ExecutionError
 from assay.execution_engine import BatchSandbox, ExecutionRequest, ExecutionResult, ExecutionStatus
 from assay.execution_engine.docker_engine import DockerEngine
+from assay.execution_engine.isolation import GVISOR
 from tests.conftest import docker_unavailable, leftover_containers
-from tests.sandbox import PRINT_CONTAINER_ID, sandbox_processes
+from tests.sandbox import PRINT_CONTAINER_ID, TEST_RUNTIME, sandbox_processes
 
-pytestmark = [pytest.mark.docker, pytest.mark.integration]
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        TEST_RUNTIME == GVISOR,
+        reason="batch isolation is refused under gVisor (test_gvisor_refuses_batch_isolation)",
+    ),
+]
 
 #: What a program of a batch finds when it starts in a clean sandbox.
 INSPECT = PRINT_CONTAINER_ID + textwrap.dedent(

@@ -220,11 +220,11 @@ class DockerDaemon:
                 raise
         return True
 
-    def was_oom_killed(self, container_id: str, since: float) -> bool:
-        """Whether Docker recorded an OOM kill in the container since ``since`` (epoch
-        seconds), from the daemon's event log: still known after the container is removed."""
+    def logged(self, container_id: str, event: str, since: float) -> bool:
+        """Whether Docker's event log has ``event`` (``oom``, ``kill``) for the container since
+        ``since`` (epoch seconds): still known after the container is removed."""
         until = time.time()
-        filters = {"container": [container_id], "event": ["oom"]}
+        filters = {"container": [container_id], "event": [event]}
         with self._translated():
             events = self._api.events(  # type: ignore[call-overload]  # (str: nanoseconds)
                 since=_timestamp(since), until=_timestamp(until), filters=filters, decode=True
@@ -268,7 +268,11 @@ class DockerDaemon:
             found = self._api.containers(all=True, filters={"label": [key]})
         return [
             ContainerSummary(
-                c["Id"], dict(c.get("Labels") or {}), str(c.get("State", "")), c.get("Created", 0)
+                c["Id"],
+                (c.get("Names") or ["/"])[0].lstrip("/"),
+                dict(c.get("Labels") or {}),
+                str(c.get("State", "")),
+                c.get("Created", 0),
             )
             for c in found
         ]
@@ -288,6 +292,7 @@ class DockerDaemon:
 @dataclass(frozen=True, slots=True)
 class ContainerSummary:
     id: str
+    name: str
     labels: dict[str, str]
     #: ``created``, ``running``, ``exited``, ...
     state: str

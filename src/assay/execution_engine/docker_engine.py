@@ -51,6 +51,7 @@ from assay.config import ExecutionSettings
 from assay.errors import (
     EngineUnavailableError,
     ExecutionError,
+    InvalidRequestError,
     RuntimeNotAvailableError,
     SandboxError,
     SandboxImageNotFoundError,
@@ -64,7 +65,7 @@ from assay.execution_engine.interface import (
     ExecutionInterface,
     OutputCallback,
 )
-from assay.execution_engine.isolation import Isolation, load_seccomp_profile
+from assay.execution_engine.isolation import GVISOR, Isolation, load_seccomp_profile
 from assay.execution_engine.models import (
     MAIN_FILE,
     ExecutionRequest,
@@ -74,7 +75,7 @@ from assay.execution_engine.models import (
 )
 from assay.execution_engine.output import OutputCollector
 from assay.execution_engine.pool import PoolStats, Profile, WarmPool
-from assay.execution_engine.reaper import start_reaper
+from assay.execution_engine.reaper import CLEAN_CLOSE, start_reaper
 
 __all__ = [
     "INIT_PATH",
@@ -108,6 +109,9 @@ SANDBOX_ENV = {
 _EXIT_GRACE_SECONDS = 2.0
 #: Exit status of a container Docker killed for memory (SIGKILL), for a verdict with no trailer.
 _KILLED = 128 + 9
+#: How many times Docker's event log is read for an OOM kill, 0.2 s apart, before a sandbox
+#: that ended without a trailer is called lost.
+_OOM_EVENT_CHECKS = 5
 
 _T = TypeVar("_T")
 
@@ -266,6 +270,13 @@ class DockerEngine(ExecutionInterface):
         ``sandbox_init.c``'s batch mode); replaced when a program damages it."""
         if self._closed:
             raise SandboxError("engine is closed")
+        if self._settings.runtime == GVISOR:
+            # The reset between programs proves the sandbox clean with the kernel's own
+            # counters (pids refusals, SysV IPC objects), which gVisor does not show.
+            raise InvalidRequestError(
+                "batch isolation is not available under gVisor (runtime runsc): the reset "
+                "between programs cannot be verified there; submit with isolation 'evaluation'"
+            )
         sandbox = DockerBatchSandbox(self)
         self._batches.add(sandbox)
         return sandbox
@@ -355,7 +366,10 @@ class DockerEngine(ExecutionInterface):
         if self._daemon is not None:
             self._daemon.close()
         if self._reaper is not None and self._reaper.stdin is not None:
-            self._reaper.stdin.close()  # it checks that nothing of ours is left, and exits
+            with contextlib.suppress(OSError):
+                self._reaper.stdin.write(CLEAN_CLOSE)
+            with contextlib.suppress(OSError):
+                self._reaper.stdin.close()
 
     # -- the blocking part, on a worker thread --------------------------------------------
 
@@ -519,7 +533,8 @@ class DockerEngine(ExecutionInterface):
     ) -> ExecutionResult:
         """The verdict once the conversation with the sandbox is over: from the supervisor's
         trailer (its isolation checked first), from the deadline or the output cap that we
-        enforced, or from an OOM kill Docker recorded. Anything else is no verdict.
+        enforced, from an OOM kill Docker recorded, or (no kill through Docker either) from
+        the program having killed PID 1 itself. Anything else is no verdict.
 
         Raises:
             SandboxLostError: the sandbox ended without a word from its PID 1, killed or
@@ -542,8 +557,18 @@ class DockerEngine(ExecutionInterface):
             return verdict(outcome, None, bool(trailer.oom_kills), output, duration)
         # No trailer: under gVisor an OOM kill ends the whole sandbox, PID 1 included.
         daemon.wait_removed(run.container_id, self._settings.docker_api_timeout_seconds)
-        if daemon.was_oom_killed(run.container_id, since=run.began - 1):
-            return verdict(outcome, _KILLED, True, output, duration)
+        since = run.began - 1
+        for attempt in range(_OOM_EVENT_CHECKS):  # Docker may log the OOM kill after the exit
+            if daemon.logged(run.container_id, "oom", since):
+                return verdict(outcome, _KILLED, True, output, duration)
+            if attempt + 1 < _OOM_EVENT_CHECKS:
+                time.sleep(0.2)
+        if not daemon.logged(run.container_id, "kill", since):
+            # Nobody killed it through Docker: it ended from inside. Under gVisor a program
+            # can kill its sandbox's PID 1 (runc's kernel protects it): the program's doing.
+            logger.info("sandbox %s ended from inside, its PID 1 killed", run.container_id[:12])
+            return verdict(outcome, _KILLED, False, output, duration)
+        logger.warning("sandbox %s lost: it ended without a trailer", run.container_id[:12])
         raise SandboxLostError(
             "the sandbox was lost while the program ran (killed or removed from outside, or "
             "the Docker daemon restarted): no verdict"
@@ -676,10 +701,14 @@ class DockerEngine(ExecutionInterface):
             log_config={"type": "none", "config": {}},
             oom_score_adj=500,
         )
+        token = secrets.token_hex(8)
         return {
             "command": [INIT_PATH, "python3", MAIN_FILE],
             "user": f"{uid}:{uid}",
-            "hostname": "sandbox",
+            # A name of its own, seen inside as the hostname: `docker ps` and the program
+            # name the same sandbox (under gVisor nothing else inside says which it is).
+            "name": f"assay-{token}",
+            "hostname": f"assay-{token}",
             "working_dir": WORKDIR,
             "environment": SANDBOX_ENV,
             "stdin_open": True,
@@ -687,7 +716,7 @@ class DockerEngine(ExecutionInterface):
                 LABEL_MANAGED: "true",
                 LABEL_ENGINE: settings.engine_id,
                 LABEL_OWNER: self.owner,
-                LABEL_SANDBOX: secrets.token_hex(8),
+                LABEL_SANDBOX: token,
             },
             "host_config": host_config,
         }

@@ -6,7 +6,8 @@ died before it attached to it, which stays ``created`` and runs nothing. Each
 :class:`DockerEngine` starts one reaper (``python -m assay.execution_engine.reaper OWNER``)
 in a session of its own and holds the write end of its stdin; when that closes (the engine
 closed, or its process died, SIGKILL included), the reaper removes every container labelled
-with the owner id, in any state, and exits. It imports the Docker SDK only then.
+with the owner id, in any state, and exits; unless the engine said first that it closed
+cleanly. It imports the Docker SDK only when it has work.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ import subprocess
 import sys
 import time
 
-__all__ = ["start_reaper"]
+__all__ = ["CLEAN_CLOSE", "start_reaper"]
+
+#: What an engine writes to its reaper once it has removed every sandbox of its own.
+CLEAN_CLOSE = b"closed\n"
 
 #: Rounds of removal after the owner is gone: a create call in flight may still land.
 _ROUNDS = 3
@@ -43,8 +47,11 @@ def start_reaper(owner: str, docker_host: str | None) -> subprocess.Popen[bytes]
 def _main(owner: str) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    while sys.stdin.buffer.read(4096):
-        pass  # the owner never writes; the end of stdin is its end
+    said = b""
+    while chunk := sys.stdin.buffer.read(4096):
+        said += chunk[:16]
+    if said.startswith(CLEAN_CLOSE):
+        return 0  # the engine closed and removed its sandboxes itself
     from assay.errors import ExecutionError  # noqa: PLC0415 - only once the owner is gone
     from assay.execution_engine.docker_client import DockerDaemon  # noqa: PLC0415
     from assay.execution_engine.docker_engine import LABEL_OWNER  # noqa: PLC0415
