@@ -263,21 +263,32 @@ class RemoteExecutionEngine(ExecutionInterface):
         executor.checked_at = time.monotonic()
 
     async def check_health(self) -> EngineHealth:
+        """Every executor's own engine health, from its (authenticated) capacity report,
+        with what its latest sandbox proved (runtime, seccomp)."""
         await self._refresh(force=True)
+        proven: dict[str, str] = {}
         for executor in self._executors:
-            if executor.healthy:
-                try:
-                    response = await self._http.get(executor.url + "/healthz", timeout=10.0)
-                    if response.status_code != 200:
-                        executor.healthy = False
-                        executor.detail = str(response.json().get("detail", response.status_code))
-                except (httpx.HTTPError, ValueError) as exc:
+            if not executor.healthy:
+                continue
+            try:
+                response = await self._http.get(executor.url + "/v1/capacity", timeout=60.0)
+                response.raise_for_status()
+                engine = response.json().get("engine") or {}
+                if not engine.get("healthy", False):
                     executor.healthy = False
-                    executor.detail = f"health check failed: {exc}"
+                    executor.detail = str(engine.get("detail", "unhealthy"))
+                for fact in ("runtime", "seccomp"):
+                    if fact in engine:
+                        proven[f"{executor.url} {fact}"] = str(engine[fact])
+            except (httpx.HTTPError, ValueError, AttributeError) as exc:
+                executor.healthy = False
+                executor.detail = f"health check failed: {exc}"
         facts = {e.url: ("ok" if e.healthy else e.detail) for e in self._executors}
         healthy = [e for e in self._executors if e.healthy]
         detail = "ok" if healthy else "no executor is healthy: " + "; ".join(facts.values())
-        return EngineHealth(healthy=bool(healthy), detail=detail, facts={"mode": "remote", **facts})
+        return EngineHealth(
+            healthy=bool(healthy), detail=detail, facts={"mode": "remote", **facts, **proven}
+        )
 
     async def pool_stats(self) -> list[PoolStats]:
         reports = await asyncio.gather(*(self._pool_of(e) for e in self._executors if e.healthy))
