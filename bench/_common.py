@@ -8,12 +8,16 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
 
-__all__ = ["cpu_seconds", "free_port", "percentile", "serving"]
+from assay.execution_engine import ExecutionRequest, ExecutionStatus
+from assay.execution_engine.docker_engine import DockerEngine
+
+__all__ = ["concurrently", "cpu_seconds", "free_port", "percentile", "serving", "timed"]
 
 
 def cpu_seconds() -> float:
@@ -23,6 +27,36 @@ def cpu_seconds() -> float:
         fields = [int(value) for value in stat.readline().split()[1:]]
     idle = fields[3] + fields[4]
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+async def timed(engine: DockerEngine, request: ExecutionRequest) -> float:
+    """Seconds one ``execute`` call takes; exits if the program did not print ``ok``."""
+    began = time.perf_counter()
+    result = await engine.execute(request)
+    elapsed = time.perf_counter() - began
+    if result.status is not ExecutionStatus.COMPLETED or result.stdout != "ok\n":
+        raise SystemExit(f"unexpected result: {result}")
+    return elapsed
+
+
+async def concurrently(
+    engine: DockerEngine, request: ExecutionRequest, total: int, concurrency: int
+) -> tuple[float, float]:
+    """``total`` executions, ``concurrency`` at a time: executions per second, and
+    system-wide CPU-seconds per execution."""
+    queue: asyncio.Queue[None] = asyncio.Queue()
+    for _ in range(total):
+        queue.put_nowait(None)
+
+    async def worker() -> None:
+        while not queue.empty():
+            queue.get_nowait()
+            await timed(engine, request)
+
+    cpu_before = cpu_seconds()
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return total / (time.perf_counter() - began), (cpu_seconds() - cpu_before) / total
 
 
 def percentile(values: list[float], fraction: float) -> float:

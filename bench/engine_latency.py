@@ -14,23 +14,13 @@ import argparse
 import asyncio
 import os
 import statistics
-import time
 
-from _common import cpu_seconds, percentile
+from _common import concurrently, cpu_seconds, percentile, timed
 from assay.config import ExecutionSettings
-from assay.execution_engine import ExecutionRequest, ExecutionStatus
+from assay.execution_engine import ExecutionRequest
 from assay.execution_engine.docker_engine import DockerEngine
 
 TRIVIAL = ExecutionRequest(code="print('ok')")
-
-
-async def timed(engine: DockerEngine) -> float:
-    began = time.perf_counter()
-    result = await engine.execute(TRIVIAL)
-    elapsed = time.perf_counter() - began
-    if result.status is not ExecutionStatus.COMPLETED or result.stdout != "ok\n":
-        raise SystemExit(f"unexpected result: {result}")
-    return elapsed
 
 
 async def main() -> None:
@@ -44,26 +34,13 @@ async def main() -> None:
     engine = DockerEngine(ExecutionSettings(engine_id="bench", pool={"size": 0}))
     await engine.start()
     try:
-        await timed(engine)  # warm the daemon's caches and our connection pool
+        await timed(engine, TRIVIAL)  # warm the daemon's caches and our connection pool
 
         cpu_before = cpu_seconds()
-        latencies = [await timed(engine) for _ in range(args.n)]
+        latencies = [await timed(engine, TRIVIAL) for _ in range(args.n)]
         sequential_cpu = (cpu_seconds() - cpu_before) / args.n
 
-        queue: asyncio.Queue[None] = asyncio.Queue()
-        for _ in range(args.total):
-            queue.put_nowait(None)
-
-        async def worker() -> None:
-            while not queue.empty():
-                queue.get_nowait()
-                await timed(engine)
-
-        cpu_before = cpu_seconds()
-        began = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(args.c)))
-        wall = time.perf_counter() - began
-        concurrent_cpu = (cpu_seconds() - cpu_before) / args.total
+        throughput, concurrent_cpu = await concurrently(engine, TRIVIAL, args.total, args.c)
     finally:
         await engine.close()
 
@@ -75,7 +52,7 @@ async def main() -> None:
     print(f"{'latency mean (ms)':<44}{statistics.mean(latencies) * 1000:>12.1f}")
     print(f"{'sequential throughput (exec/s)':<44}{args.n / sum(latencies):>12.2f}")
     print(f"{'CPU-seconds per execution, sequential':<44}{sequential_cpu:>12.3f}")
-    print(f"{f'throughput at concurrency {args.c} (exec/s)':<44}{args.total / wall:>12.2f}")
+    print(f"{f'throughput at concurrency {args.c} (exec/s)':<44}{throughput:>12.2f}")
     print(f"{f'CPU-seconds per execution, concurrency {args.c}':<44}{concurrent_cpu:>12.3f}")
 
 

@@ -17,24 +17,14 @@ import argparse
 import asyncio
 import os
 import statistics
-import time
 
-from _common import cpu_seconds, percentile
+from _common import concurrently, cpu_seconds, percentile, timed
 from assay.config import ExecutionSettings
-from assay.execution_engine import ExecutionRequest, ExecutionStatus
+from assay.execution_engine import ExecutionRequest
 from assay.execution_engine.docker_engine import DockerEngine
 
 TRIVIAL = ExecutionRequest(code="print('ok')")
 SYSCALLS = ExecutionRequest(code="import os\nfor _ in range(100_000): os.stat('.')\nprint('ok')")
-
-
-async def timed(engine: DockerEngine, request: ExecutionRequest) -> float:
-    began = time.perf_counter()
-    result = await engine.execute(request)
-    elapsed = time.perf_counter() - began
-    if result.status is not ExecutionStatus.COMPLETED or result.stdout != "ok\n":
-        raise SystemExit(f"unexpected result: {result}")
-    return elapsed
 
 
 async def sequential(
@@ -60,19 +50,7 @@ async def concurrent(runtime: str, c: int, total: int) -> tuple[float, float]:
     engine = DockerEngine(settings)
     try:
         await engine.wait_until_warm(120)
-        queue: asyncio.Queue[None] = asyncio.Queue()
-        for _ in range(total):
-            queue.put_nowait(None)
-
-        async def worker() -> None:
-            while not queue.empty():
-                queue.get_nowait()
-                await timed(engine, TRIVIAL)
-
-        cpu_before = cpu_seconds()
-        began = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(c)))
-        return total / (time.perf_counter() - began), (cpu_seconds() - cpu_before) / total
+        return await concurrently(engine, TRIVIAL, total, c)
     finally:
         await engine.close()
 

@@ -25,22 +25,28 @@ def supervisor(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return compile_supervisor(tmp_path_factory.mktemp("init") / "assay-init")
 
 
+def started(
+    supervisor: Path, cwd: Path, command: list[str], stdin: bytes, output: int
+) -> subprocess.Popen[bytes]:
+    """The supervisor, ``stdin`` written to it, its stdin left open (as the engine's attach
+    leaves it)."""
+    process = subprocess.Popen(
+        [str(supervisor), *command], stdin=subprocess.PIPE, stdout=output, stderr=output, cwd=cwd
+    )
+    assert process.stdin is not None
+    with contextlib.suppress(BrokenPipeError):
+        process.stdin.write(stdin)
+        process.stdin.flush()
+    return process
+
+
 def supervise(
     supervisor: Path, cwd: Path, command: list[str], stdin: bytes
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run the supervisor with ``stdin`` written to it and its stdin kept open (as the
-    engine's attach does) until it exits."""
-    with subprocess.Popen(
-        [str(supervisor), *command],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=cwd,
-    ) as process:
+    """Run the supervisor with ``stdin`` written to it and its stdin kept open until it
+    exits."""
+    with started(supervisor, cwd, command, stdin, subprocess.PIPE) as process:
         assert process.stdin is not None
-        with contextlib.suppress(BrokenPipeError):
-            process.stdin.write(stdin)
-            process.stdin.flush()
         reader = ThreadPoolExecutor(2)
         out, err = (reader.submit(stream.read) for stream in (process.stdout, process.stderr))  # type: ignore[union-attr]
         status = process.wait(timeout=30)
@@ -130,16 +136,9 @@ def test_the_end_of_stdin_while_a_program_runs_kills_it(supervisor: Path, tmp_pa
     (tmp_path / "pid").unlink(missing_ok=True)
     code = "import os, time\nopen('pid', 'w').write(str(os.getpid()))\ntime.sleep(300)"
     payload = encode_payload({"main.py": code}, NONCE, stdin=b"", batch=False)
-    with subprocess.Popen(
-        [str(supervisor), sys.executable, "main.py"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=tmp_path,
-    ) as process:
+    command = [sys.executable, "main.py"]
+    with started(supervisor, tmp_path, command, payload, subprocess.DEVNULL) as process:
         assert process.stdin is not None
-        process.stdin.write(payload)
-        process.stdin.flush()
         deadline = time.monotonic() + 10
         while not (tmp_path / "pid").exists() or not (tmp_path / "pid").read_text():
             assert time.monotonic() < deadline, "the program never started"
