@@ -24,7 +24,8 @@ def trailer(kernel: str | None = HOST, io_uring: int = errno.EPERM) -> Trailer:
 
 
 def isolation(runtime: str) -> Isolation:
-    return Isolation(runtime, HOST, load_seccomp_profile(None, runtime))
+    gvisor = runtime == "runsc"
+    return Isolation(runtime, HOST, load_seccomp_profile(None, runtime), gvisor=gvisor)
 
 
 def test_runc_shares_the_host_kernel_and_the_profile_is_in_force() -> None:
@@ -126,3 +127,11 @@ def test_a_missing_daemon_json_is_created_and_a_broken_one_left_alone(tmp_path: 
     completed = register(broken)
     assert completed.returncode == 1 and "cannot merge" in completed.stderr
     assert broken.read_text() == "{oops"
+
+
+def test_every_sandbox_is_told_what_to_expect() -> None:
+    assert isolation("runc").expectations() == {
+        "ASSAY_EXPECT_KERNEL": f"={HOST}",
+        "ASSAY_EXPECT_IO_URING_ERRNO": str(errno.EPERM),
+    }
+    assert isolation("runsc").expectations()["ASSAY_EXPECT_KERNEL"] == f"!{HOST}"

@@ -26,12 +26,23 @@ def supervisor(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def started(
-    supervisor: Path, cwd: Path, command: list[str], stdin: bytes, output: int
+    supervisor: Path,
+    cwd: Path,
+    command: list[str],
+    stdin: bytes,
+    output: int,
+    *,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """The supervisor, ``stdin`` written to it, its stdin left open (as the engine's attach
     leaves it)."""
     process = subprocess.Popen(
-        [str(supervisor), *command], stdin=subprocess.PIPE, stdout=output, stderr=output, cwd=cwd
+        [str(supervisor), *command],
+        stdin=subprocess.PIPE,
+        stdout=output,
+        stderr=output,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
     )
     assert process.stdin is not None
     with contextlib.suppress(BrokenPipeError):
@@ -41,11 +52,15 @@ def started(
 
 
 def supervise(
-    supervisor: Path, cwd: Path, command: list[str], stdin: bytes
+    supervisor: Path,
+    cwd: Path,
+    command: list[str],
+    stdin: bytes,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run the supervisor with ``stdin`` written to it and its stdin kept open until it
     exits."""
-    with started(supervisor, cwd, command, stdin, subprocess.PIPE) as process:
+    with started(supervisor, cwd, command, stdin, subprocess.PIPE, env=env) as process:
         assert process.stdin is not None
         reader = ThreadPoolExecutor(2)
         out, err = (reader.submit(stream.read) for stream in (process.stdout, process.stderr))  # type: ignore[union-attr]
@@ -57,10 +72,14 @@ def supervise(
 
 
 def run_init(
-    supervisor: Path, cwd: Path, files: dict[str, str], stdin: bytes = b""
+    supervisor: Path,
+    cwd: Path,
+    files: dict[str, str],
+    stdin: bytes = b"",
+    env: dict[str, str] | None = None,
 ) -> tuple[int, OutputCollector]:
     payload = encode_payload(files, NONCE, stdin=stdin, batch=False)
-    completed = supervise(supervisor, cwd, [sys.executable, "main.py"], payload)
+    completed = supervise(supervisor, cwd, [sys.executable, "main.py"], payload, env)
     collector = OutputCollector(limit=1 << 20, nonce=NONCE)
     collector.feed("stdout", completed.stdout)
     collector.feed("stderr", completed.stderr)
@@ -166,3 +185,21 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
     except OSError:
         return "Z"
+
+
+def test_what_the_engine_expects_is_checked_before_the_program_runs(
+    supervisor: Path, tmp_path: Path
+) -> None:
+    code = "import os\nopen('ran', 'w').write(repr(sorted(k for k in os.environ if 'EXPECT' in k)))"
+    here = os.uname().release
+    status, collector = run_init(
+        supervisor, tmp_path, {"main.py": code}, env={"ASSAY_EXPECT_KERNEL": f"={here}"}
+    )
+    assert status == 0 and (tmp_path / "ran").read_text() == "[]", "runs, and never sees it"
+    (tmp_path / "ran").unlink()
+    for wanted in ({"ASSAY_EXPECT_KERNEL": f"!{here}"}, {"ASSAY_EXPECT_IO_URING_ERRNO": "1"}):
+        status, collector = run_init(supervisor, tmp_path, {"main.py": code}, env=wanted)
+        trailer = collector.finish().trailer
+        assert status == 125 and not (tmp_path / "ran").exists(), wanted
+        assert trailer is not None and trailer.setup_error is not None
+        assert trailer.setup_error.startswith("isolation not in force"), trailer.setup_error

@@ -208,29 +208,40 @@ class DockerDaemon:
         """Wait until the container is gone (it was created with AutoRemove); False if it
         is still there after ``timeout`` seconds."""
         with self._translated():
+            began = time.monotonic()
             try:
                 self._api.wait(container_id, timeout=max(1, int(timeout)), condition="removed")
             except docker.errors.NotFound:
                 return True
-            except requests.exceptions.ReadTimeout:
-                return False
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                # The daemon sends the headers at once: a timeout reading the body comes out
+                # of requests as a ConnectionError.
+                if time.monotonic() - began >= max(1, int(timeout)) - 0.1:
+                    return False
+                raise
             except docker.errors.APIError as exc:
                 if exc.status_code == 404:
                     return True
                 raise
         return True
 
-    def logged(self, container_id: str, event: str, since: float) -> bool:
-        """Whether Docker's event log has ``event`` (``oom``, ``kill``) for the container since
-        ``since`` (epoch seconds): still known after the container is removed."""
-        until = time.time()
-        filters = {"container": [container_id], "event": [event]}
+    def events_of(
+        self, container_id: str, actions: tuple[str, ...], since: float
+    ) -> list[tuple[str, dict[str, str]]]:
+        """(action, attributes) of the container's events in Docker's event log since ``since``
+        (epoch seconds), oldest first: still known after the container is removed, while the
+        daemon's in-memory log (its last 256 events) holds them."""
+        filters = {"container": [container_id], "event": list(actions)}
         with self._translated():
+            # No read timeout: an `until` in the daemon's future keeps the stream open.
             events = self._api.events(  # type: ignore[call-overload]  # (str: nanoseconds)
-                since=_timestamp(since), until=_timestamp(until), filters=filters, decode=True
+                since=_timestamp(since), until=_timestamp(time.time()), filters=filters, decode=True
             )
             try:
-                return any(True for _ in events)
+                return [
+                    (str(e.get("Action", "")), dict((e.get("Actor") or {}).get("Attributes") or {}))
+                    for e in events
+                ]
             finally:
                 events.close()
 

@@ -73,7 +73,7 @@ from assay.execution_engine.models import (
     ResolvedRequest,
     resolve_request,
 )
-from assay.execution_engine.output import OutputCollector
+from assay.execution_engine.output import CollectedOutput, OutputCollector
 from assay.execution_engine.pool import PoolStats, Profile, WarmPool
 from assay.execution_engine.reaper import CLEAN_CLOSE, start_reaper
 
@@ -109,9 +109,13 @@ SANDBOX_ENV = {
 _EXIT_GRACE_SECONDS = 2.0
 #: Exit status of a container Docker killed for memory (SIGKILL), for a verdict with no trailer.
 _KILLED = 128 + 9
-#: How many times Docker's event log is read for an OOM kill, 0.2 s apart, before a sandbox
-#: that ended without a trailer is called lost.
-_OOM_EVENT_CHECKS = 5
+#: How many times Docker's event log is read, 0.2 s apart, about a sandbox that ended without
+#: a trailer before it is called lost.
+_EVENT_CHECKS = 5
+_NO_BATCH_UNDER_GVISOR = (
+    "batch isolation is not available under gVisor (runtime runsc): the reset between "
+    "programs cannot be verified there; submit with isolation 'evaluation'"
+)
 
 _T = TypeVar("_T")
 
@@ -211,7 +215,6 @@ class DockerEngine(ExecutionInterface):
 
     def _connect(self) -> DockerDaemon:
         settings = self._settings
-        seccomp = load_seccomp_profile(settings.seccomp_profile, settings.runtime)
         daemon = DockerDaemon(settings.docker_host, timeout=settings.docker_api_timeout_seconds)
         try:
             if daemon.image_labels(settings.image) is None:
@@ -226,10 +229,14 @@ class DockerEngine(ExecutionInterface):
                     f"(have: {', '.join(runtimes)}); `scripts/bootstrap --runsc` installs and "
                     "registers gVisor's runsc, or unset ASSAY_EXECUTION__RUNTIME"
                 )
+            runtime = settings.runtime or str(info.get("DefaultRuntime") or "runc")
+            registered = (info.get("Runtimes") or {}).get(runtime) or {}
+            gvisor = runtime == GVISOR or str(registered.get("path", "")).endswith("runsc")
             self._isolation = Isolation(
-                runtime=settings.runtime or str(info.get("DefaultRuntime") or "runc"),
+                runtime=runtime,
                 host_kernel=str(info.get("KernelVersion") or ""),
-                seccomp=seccomp,
+                seccomp=load_seccomp_profile(settings.seccomp_profile, GVISOR if gvisor else None),
+                gvisor=gvisor,
             )
             self._sweep(daemon)
         except BaseException:
@@ -273,10 +280,7 @@ class DockerEngine(ExecutionInterface):
         if self._settings.runtime == GVISOR:
             # The reset between programs proves the sandbox clean with the kernel's own
             # counters (pids refusals, SysV IPC objects), which gVisor does not show.
-            raise InvalidRequestError(
-                "batch isolation is not available under gVisor (runtime runsc): the reset "
-                "between programs cannot be verified there; submit with isolation 'evaluation'"
-            )
+            raise InvalidRequestError(_NO_BATCH_UNDER_GVISOR)
         sandbox = DockerBatchSandbox(self)
         self._batches.add(sandbox)
         return sandbox
@@ -363,6 +367,10 @@ class DockerEngine(ExecutionInterface):
             await self._pool.close()
         # Waits, too, for the removals still running in the background.
         self._threads.shutdown(wait=True)
+        with self._lifelines_lock:
+            left, self._lifelines = list(self._lifelines.values()), {}
+        for sock in left:
+            _close(sock)
         if self._daemon is not None:
             self._daemon.close()
         if self._reaper is not None and self._reaper.stdin is not None:
@@ -462,6 +470,9 @@ class DockerEngine(ExecutionInterface):
 
     def _remove(self, container_id: str, grace: float) -> None:
         daemon = self._require_daemon()
+        lifeline = self._take_lifeline(container_id)  # a warm sandbox that never ran
+        if lifeline is not None:
+            _close(lifeline)
         try:
             # Its PID 1 exits by itself just after the trailer, and Docker removes it then:
             # cheaper than killing it (about 15 ms of CPU here).
@@ -550,25 +561,45 @@ class DockerEngine(ExecutionInterface):
         output = collector.finish()
         trailer = output.trailer
         if trailer is not None:
+            self._proven = None  # until this sandbox has proven its isolation
             self._proven = self._require_isolation().check(trailer)
         if outcome != "exited":
             return verdict(outcome, None, False, output, duration)
         if trailer is not None and (trailer.exit_code is not None or trailer.setup_error):
             return verdict(outcome, None, bool(trailer.oom_kills), output, duration)
-        # No trailer: under gVisor an OOM kill ends the whole sandbox, PID 1 included.
-        daemon.wait_removed(run.container_id, self._settings.docker_api_timeout_seconds)
+        return self._without_trailer(daemon, run, output, duration)
+
+    def _without_trailer(
+        self, daemon: DockerDaemon, run: _Run, output: CollectedOutput, duration: float
+    ) -> ExecutionResult:
+        """The sandbox ended without a word from its PID 1. Under gVisor an OOM kill ends the
+        whole sandbox, PID 1 included, and a program can kill PID 1 itself; Docker's event
+        log tells these from a kill from outside. Whatever it cannot prove is lost."""
+        container_id = run.container_id or ""
+        if not daemon.wait_removed(container_id, self._settings.docker_api_timeout_seconds):
+            daemon.kill(container_id)  # its attach ended, yet it still runs: not ours to judge
+            daemon.remove(container_id)
+            raise SandboxLostError("the sandbox's attach ended while it still ran: no verdict")
         since = run.began - 1
-        for attempt in range(_OOM_EVENT_CHECKS):  # Docker may log the OOM kill after the exit
-            if daemon.logged(run.container_id, "oom", since):
-                return verdict(outcome, _KILLED, True, output, duration)
-            if attempt + 1 < _OOM_EVENT_CHECKS:
+        actions: list[str] = []
+        died: list[dict[str, str]] = []
+        for attempt in range(_EVENT_CHECKS):  # the OOM may be logged just after the exit
+            events = daemon.events_of(container_id, ("oom", "kill", "die"), since)
+            actions = [action for action, _ in events]
+            if "oom" in actions:
+                return verdict("exited", _KILLED, True, output, duration)
+            died = [attributes for action, attributes in events if action == "die"]
+            if attempt + 1 < _EVENT_CHECKS:
                 time.sleep(0.2)
-        if not daemon.logged(run.container_id, "kill", since):
-            # Nobody killed it through Docker: it ended from inside. Under gVisor a program
-            # can kill its sandbox's PID 1 (runc's kernel protects it): the program's doing.
-            logger.info("sandbox %s ended from inside, its PID 1 killed", run.container_id[:12])
-            return verdict(outcome, _KILLED, False, output, duration)
-        logger.warning("sandbox %s lost: it ended without a trailer", run.container_id[:12])
+        codes = [d.get("exitCode", "") for d in died]
+        if self._require_isolation().gvisor and "kill" not in actions and len(codes) == 1:
+            # Docker logged its end but no kill: it ended from inside, the program's doing.
+            # gVisor does not protect PID 1 from the program (runc's kernel does: 137), and a
+            # program can exhaust its Sentry (a fork bomb at the host's pids limit: 2).
+            logger.info("sandbox %s ended from inside (exit %s)", container_id[:12], codes[0])
+            code = int(codes[0]) if codes[0].isdigit() else _KILLED
+            return verdict("exited", code, False, output, duration)
+        logger.warning("sandbox %s lost: it ended without a trailer", container_id[:12])
         raise SandboxLostError(
             "the sandbox was lost while the program ran (killed or removed from outside, or "
             "the Docker daemon restarted): no verdict"
@@ -710,7 +741,10 @@ class DockerEngine(ExecutionInterface):
             "name": f"assay-{token}",
             "hostname": f"assay-{token}",
             "working_dir": WORKDIR,
-            "environment": SANDBOX_ENV,
+            "environment": {**SANDBOX_ENV, **isolation.expectations()},
+            # With ``detach`` unset docker-py sets StdinOnce too: Docker then closes the
+            # sandbox's stdin when our attach ends, which the lifeline depends on
+            # (tests/integration/test_sandbox_ownership.py proves it).
             "stdin_open": True,
             "labels": {
                 LABEL_MANAGED: "true",
@@ -750,6 +784,8 @@ class DockerBatchSandbox(BatchSandbox):
             if self._closed:
                 raise SandboxError("batch sandbox is closed")
             run = await engine._prepare(request, on_output)
+            if engine._require_isolation().gvisor:
+                raise InvalidRequestError(_NO_BATCH_UNDER_GVISOR)
             if self.container is not None and self.container.profile != run.profile:
                 # Other limits than the container was made with: a container with those.
                 await engine._in_thread(engine._retire, self.container)

@@ -101,6 +101,16 @@ class Isolation:
     runtime: str
     host_kernel: str
     seccomp: SeccompProfile
+    #: Whether that runtime is gVisor (named runsc, or registered with runsc's path).
+    gvisor: bool = False
+
+    def expectations(self) -> dict[str, str]:
+        """Environment for every sandbox's PID 1, which checks it before it runs anything
+        and removes it from the program's environment (``sandbox_init.c``)."""
+        expected = {"ASSAY_EXPECT_KERNEL": ("!" if self.gvisor else "=") + self.host_kernel}
+        if self.seccomp.built_in:
+            expected["ASSAY_EXPECT_IO_URING_ERRNO"] = str(errno.EPERM)
+        return expected
 
     def check(self, trailer: Trailer) -> dict[str, str]:
         """The facts a sandbox reported, once they match what was configured.
@@ -113,12 +123,12 @@ class Isolation:
         if kernel is None:
             raise RuntimeNotAvailableError("the sandbox did not report its kernel")
         shares_host = kernel == self.host_kernel
-        if self.runtime == GVISOR and shares_host:
+        if self.gvisor and shares_host:
             raise RuntimeNotAvailableError(
                 f"runtime {GVISOR!r} is configured but the sandbox ran on the host's kernel "
                 f"({kernel}): gVisor is not in force"
             )
-        if self.runtime in _HOST_KERNEL_RUNTIMES and not shares_host:
+        if not self.gvisor and self.runtime in _HOST_KERNEL_RUNTIMES and not shares_host:
             raise RuntimeNotAvailableError(
                 f"runtime {self.runtime!r} is configured but the sandbox saw kernel {kernel}, "
                 f"not the host's ({self.host_kernel})"

@@ -15,7 +15,7 @@ __all__ = ["TRAILER_RESERVE", "CollectedOutput", "OutputCollector", "Trailer", "
 Stream = Literal["stdout", "stderr"]
 
 #: Room kept beyond the user's cap for the supervisor's trailer lines (one per stream).
-TRAILER_RESERVE = 2048
+TRAILER_RESERVE = 4096
 #: Longest trailer line the supervisor writes (marker, JSON of a few numbers, newline).
 _MAX_TRAILER = TRAILER_RESERVE // 2
 

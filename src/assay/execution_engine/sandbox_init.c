@@ -65,6 +65,7 @@ static char nonce[NONCE_SIZE + 1];
 static sigset_t original_mask; /* the program gets it back: SIGCHLD is blocked here only */
 static int child_signals = -1; /* signalfd: SIGCHLD, polled beside stdin */
 static char facts[256] = "\"kernel\": null"; /* what the sandbox is, for every trailer */
+static char isolation_error[512]; /* non-empty: the sandbox is not what the engine expects */
 
 static int read_exact(char *buffer, size_t count) {
     while (count > 0) {
@@ -89,12 +90,14 @@ static void write_all(int fd, const char *data, size_t count) {
 
 static void say(const char *text) { write_all(2, text, strlen(text)); }
 
-/* Evidence of the isolation this sandbox really has, checked before any program runs and
- * reported in every trailer: the kernel it sees (gVisor's differs from the host's), its
- * seccomp mode, and what io_uring_setup answers (Assay's profile refuses it with EPERM; 0
- * means the call was allowed). */
+/* Evidence of the isolation this sandbox really has, reported in every trailer: the kernel
+ * it sees (gVisor's differs from the host's), its seccomp mode, and what io_uring_setup
+ * answers (Assay's profile refuses it with EPERM; 0 means the call was allowed). The engine
+ * says what it expects in the environment (ASSAY_EXPECT_KERNEL: "=release" or "!release";
+ * ASSAY_EXPECT_IO_URING_ERRNO); when the evidence differs, no program runs here at all. */
 static void observe_sandbox(void) {
     struct utsname names;
+    memset(&names, 0, sizeof names);
     char kernel[160] = "?", escaped_kernel[200];
     if (uname(&names) == 0) snprintf(kernel, sizeof kernel, "%s", names.release);
     long seccomp = -1;
@@ -119,6 +122,23 @@ static void observe_sandbox(void) {
     escaped_kernel[at] = 0;
     snprintf(facts, sizeof facts, "\"kernel\": \"%s\", \"seccomp\": %ld, \"io_uring_errno\": %d",
              escaped_kernel, seccomp, io_uring);
+
+    const char *kernel_wanted = getenv("ASSAY_EXPECT_KERNEL");
+    const char *io_uring_wanted = getenv("ASSAY_EXPECT_IO_URING_ERRNO");
+    if (kernel_wanted != NULL && kernel_wanted[0] != 0) {
+        int same = strcmp(kernel_wanted + 1, names.release) == 0;
+        if ((kernel_wanted[0] == '=') != same)
+            snprintf(isolation_error, sizeof isolation_error,
+                     "isolation not in force: the sandbox sees kernel %.150s, expected %s %.150s",
+                     escaped_kernel, kernel_wanted[0] == '=' ? "the host's" : "another than",
+                     kernel_wanted + 1);
+    }
+    if (isolation_error[0] == 0 && io_uring_wanted != NULL && atoi(io_uring_wanted) != io_uring)
+        snprintf(isolation_error, sizeof isolation_error,
+                 "isolation not in force: io_uring_setup answered errno %d, expected %s (the seccomp "
+                 "profile)", io_uring, io_uring_wanted);
+    unsetenv("ASSAY_EXPECT_KERNEL"); /* the program's environment is the engine's, no more */
+    unsetenv("ASSAY_EXPECT_IO_URING_ERRNO");
 }
 
 static void trailer(const char *json) {
@@ -449,6 +469,15 @@ static int wait_for(pid_t child, struct rusage *usage) {
  * code (128 + signal). In batch mode `damage` receives what the reset found (NULL: the
  * sandbox is clean for the next). */
 static int run_program(char **command, int stdin_fd, const char **damage) {
+    if (isolation_error[0] != 0) {
+        char escaped[700], json[800];
+        json_escape(isolation_error, escaped, sizeof escaped);
+        snprintf(json, sizeof json, "{\"setup_error\": \"%s\"}", escaped);
+        trailer(json);
+        close(stdin_fd);
+        if (damage != NULL) *damage = "is not isolated as expected";
+        return SETUP_FAILED;
+    }
     long oom_before = oom_kills();
     long pids_before = damage != NULL ? pids_refusals() : -1;
     pid_t child = fork();
