@@ -78,7 +78,7 @@ async def test_sandboxes_abandoned_before_starting_are_removed_others_are_not(
     )
     try:
         daemon.start(running)
-        await asyncio.sleep(2.5)  # older than two API timeouts: no live owner leaves one unstarted
+        await asyncio.sleep(4.5)  # older than 4 API timeouts: no live owner leaves one unstarted
         engine = DockerEngine(settings)
         try:
             await engine.start()
@@ -160,3 +160,19 @@ async def test_a_sandbox_killed_from_outside_gives_no_verdict(
         await asyncio.wait_for(run, 30)
     result = await engine.execute(ExecutionRequest(code="print('next')"))
     assert (result.status, result.stdout) == (ExecutionStatus.COMPLETED, "next\n")
+
+
+async def test_a_reaper_that_died_is_replaced() -> None:
+    engine = DockerEngine(make_settings(pool={"size": 0}))
+    try:
+        await engine.start()
+        first = engine._reaper
+        assert first is not None and first.poll() is None
+        first.kill()
+        first.wait(10)
+        assert (await engine.check_health()).healthy
+        assert engine._reaper is not None and engine._reaper is not first
+        assert engine._reaper.poll() is None
+    finally:
+        await engine.close()
+    assert engine._reaper is not None and engine._reaper.returncode == 0, "closed cleanly"

@@ -30,7 +30,7 @@ from assay.errors import (
     SandboxImageNotFoundError,
 )
 
-__all__ = ["ContainerSummary", "DockerDaemon"]
+__all__ = ["ContainerSummary", "DockerDaemon", "epoch"]
 
 logger = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ class DockerDaemon:
                 return None
         if state.get("Running"):
             return None
-        return _epoch(str(state.get("FinishedAt", "")))
+        return epoch(str(state.get("FinishedAt", "")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,7 +317,7 @@ def _timestamp(epoch: float) -> str:
     return f"{seconds}.{int((epoch - seconds) * 1e9):09d}"
 
 
-def _epoch(rfc3339: str) -> float | None:
+def epoch(rfc3339: str) -> float | None:
     """Docker's RFC 3339 time with nanoseconds, as epoch seconds; None for the zero time."""
     if not rfc3339 or rfc3339.startswith("0001-"):
         return None

@@ -25,7 +25,7 @@ A container, pooled or not, serves exactly one execution (or one batch, ``batch_
 
 Processes sharing one Docker engine never touch each other's sandboxes: each labels its
 containers with an owner id of its own, and at start removes only containers that no live
-owner can still be using (never started, or stopped, for longer than its API timeout). Its
+owner can still be using (never started, or stopped, for longer than four API timeouts). Its
 reaper (``reaper.py``) removes what the lifeline cannot end once the process is gone: a
 container it created but never attached to.
 """
@@ -58,7 +58,7 @@ from assay.errors import (
     SandboxLostError,
 )
 from assay.execution_engine.attach import Outcome, encode_payload, pump, verdict, write_stdin
-from assay.execution_engine.docker_client import DockerDaemon
+from assay.execution_engine.docker_client import DockerDaemon, epoch
 from assay.execution_engine.interface import (
     BatchSandbox,
     EngineHealth,
@@ -238,18 +238,18 @@ class DockerEngine(ExecutionInterface):
                 seccomp=load_seccomp_profile(settings.seccomp_profile, GVISOR if gvisor else None),
                 gvisor=gvisor,
             )
-            self._sweep(daemon)
+            self._sweep(daemon, epoch(str(info.get("SystemTime") or "")) or time.time())
         except BaseException:
             daemon.close()
             raise
         return daemon
 
-    def _sweep(self, daemon: DockerDaemon) -> None:
-        """Remove the sandboxes no live owner can be using, whoever made them: an owner starts
-        what it creates, and removes what has stopped, within its API timeout. Running ones
-        are never touched: a sandbox whose owner died ends itself (its stdin closes)."""
-        abandoned_after = 2 * self._settings.docker_api_timeout_seconds
-        now = time.time()
+    def _sweep(self, daemon: DockerDaemon, now: float) -> None:
+        """Remove the sandboxes no live owner can be using, whoever made them: an owner
+        creates, attaches and starts within three API timeouts, and stops using what has
+        stopped within one. Running ones are never touched: a sandbox whose owner died ends
+        itself (its stdin closes). ``now``: the daemon's clock, which stamped them."""
+        abandoned_after = 4 * self._settings.docker_api_timeout_seconds
         removed = 0
         for container in daemon.containers_labelled(LABEL_MANAGED):
             if container.state == "created":
@@ -317,6 +317,13 @@ class DockerEngine(ExecutionInterface):
         finally:
             self._active.pop(run.run_id, None)
 
+    def _ensure_reaper(self) -> None:
+        """A reaper that died (it never should) is replaced: without it a container created
+        but not yet attached when this process dies would be left behind."""
+        if self._reaper is not None and self._reaper.poll() is not None and not self._closed:
+            logger.warning("the sandbox reaper exited (%s); starting another", self._reaper.poll())
+            self._reaper = start_reaper(self.owner, self._settings.docker_host)
+
     async def check_health(self) -> EngineHealth:
         """Healthy once the daemon answers and a sandbox has proven its isolation (the
         runtime and seccomp profile in force, seen from inside it): the latest sandbox's
@@ -325,6 +332,7 @@ class DockerEngine(ExecutionInterface):
             return EngineHealth(healthy=False, detail="engine is closed")
         try:
             await self.start()
+            self._ensure_reaper()
             daemon = self._require_daemon()
             version = await self._in_thread(daemon.version)
             proven = self._proven or await self.probe()
@@ -378,6 +386,8 @@ class DockerEngine(ExecutionInterface):
                 self._reaper.stdin.write(CLEAN_CLOSE)
             with contextlib.suppress(OSError):
                 self._reaper.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):  # reaped, not left a zombie
+                await asyncio.to_thread(self._reaper.wait, 10)
 
     # -- the blocking part, on a worker thread --------------------------------------------
 
