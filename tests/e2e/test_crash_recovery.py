@@ -83,15 +83,14 @@ async def test_sigkill_mid_run_loses_and_duplicates_nothing(tmp_path: Path) -> N
             assert (await client.queue()).running == 2
         server.send_signal(signal.SIGKILL)
         server.wait(timeout=10)
-        # The two running sandboxes remain, and whatever its warm pool held or was creating.
-        orphans = set(leftover_containers(engine_id, settle_seconds=0))
-        assert len(orphans) >= 2, "the killed server's sandboxes remain"
+        # The two running sandboxes, and whatever its warm pool held or was creating, end by
+        # themselves: nothing waits for a restart to clean up.
+        assert leftover_containers(engine_id, settle_seconds=10) == [], (
+            "the killed server's sandboxes outlived it"
+        )
 
         server = start_server(tmp_path / "data", port, engine_id, log)
         await wait_ready(url, server, log)
-        assert not orphans & set(leftover_containers(engine_id, settle_seconds=0)), (
-            "the restarted server removed every container the killed one left"
-        )
         async with AsyncAssayClient(url) as client:
             deadline = time.monotonic() + 120
             results = {}

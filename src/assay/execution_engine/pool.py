@@ -312,7 +312,7 @@ class WarmPool:
     async def _discard(self, sandbox_id: str) -> None:
         try:
             await self._destroy(sandbox_id)
-        except Exception as exc:  # logged; the engine removes orphans on start
+        except Exception as exc:  # logged; its lifeline was closed, it ends and goes by itself
             logger.warning("could not destroy pooled sandbox %s: %s", sandbox_id[:12], exc)
 
     def _spawn(self, coroutine: Awaitable[None]) -> None:
