@@ -4,9 +4,10 @@
 
 Drives the Docker daemon the way ``DockerEngine`` does for one cold execution of a trivial
 program and times each step: create, attach, start, the program (payload sent until its
-trailer has arrived on both streams), the container stopping by itself after that (what the
-engine no longer waits for), and removal. Wall time per step, and system-wide CPU (from
-/proc/stat: dockerd, containerd, runc, the shim and the sandbox itself). Medians of N.
+trailer has arrived on both streams), and the container stopping and being removed by
+Docker after that (AutoRemove; what the engine no longer waits for). Wall time per step,
+and system-wide CPU (from /proc/stat: dockerd, containerd, runc, the shim and the sandbox
+itself). Medians of N.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import secrets
 import socket
 import statistics
 import time
+from typing import Any
 
 from _common import cpu_seconds
 from assay.config import ExecutionSettings
@@ -27,10 +29,10 @@ from assay.execution_engine.docker_engine import DockerEngine
 from assay.execution_engine.output import OutputCollector
 from assay.execution_engine.pool import Profile
 
-PHASES = ["create", "attach", "start", "program", "stops by itself", "remove"]
+PHASES = ["create", "attach", "start", "program", "stops and goes by itself"]
 
 
-def one(daemon: DockerDaemon, image: str, config: dict[str, object]) -> list[tuple[float, float]]:
+def one(daemon: DockerDaemon, image: str, config: dict[str, Any]) -> list[tuple[float, float]]:
     marks = [(time.perf_counter(), cpu_seconds())]
 
     def mark() -> None:
@@ -43,8 +45,8 @@ def one(daemon: DockerDaemon, image: str, config: dict[str, object]) -> list[tup
     daemon.start(container_id)
     mark()
     nonce = secrets.token_hex(16)
-    sock.sendall(encode_payload({"main.py": "print('ok')"}, nonce))
-    sock.shutdown(socket.SHUT_WR)
+    # The attach stays open until the trailer: it is the sandbox's lifeline.
+    sock.sendall(encode_payload({"main.py": "print('ok')"}, nonce, stdin=b"", batch=False))
     collector = OutputCollector(limit=1 << 20, nonce=nonce)
     received = bytearray()
     while not collector.ended:
@@ -62,9 +64,8 @@ def one(daemon: DockerDaemon, image: str, config: dict[str, object]) -> list[tup
     mark()
     sock.shutdown(socket.SHUT_RDWR)
     sock.close()
-    daemon.wait(container_id, timeout=30)
-    mark()
-    daemon.remove(container_id)
+    if not daemon.wait_removed(container_id, timeout=30):  # AutoRemove
+        raise SystemExit("the sandbox was not removed by itself")
     mark()
     return [(b[0] - a[0], b[1] - a[1]) for a, b in itertools.pairwise(marks)]
 
@@ -76,24 +77,25 @@ def main() -> None:
     settings = ExecutionSettings(engine_id="bench-phases", pool={"size": 0})
     daemon = DockerDaemon(settings.docker_host, timeout=60)
 
-    async def sandbox_config() -> dict[str, object]:
+    async def sandbox_configs(count: int) -> list[dict[str, Any]]:
+        """The engine's own create arguments, one set per container (each has its name)."""
         async with DockerEngine(settings) as engine:
             await engine.start()
             profile = Profile(settings.default_memory_mb, settings.default_cpus)
-            return engine.container_config(profile)
+            return [engine.container_config(profile) for _ in range(count)]
 
-    config = asyncio.run(sandbox_config())
-    runs = [one(daemon, settings.image, config) for _ in range(args.n + 1)][1:]
+    configs = asyncio.run(sandbox_configs(args.n + 1))
+    runs = [one(daemon, settings.image, config) for config in configs][1:]
     daemon.close()
     print(f"cold execution of print('ok'), phase by phase, median of {args.n}")
-    print(f"{'phase':<18}{'wall ms':>9}{'CPU ms':>9}")
+    print(f"{'phase':<26}{'wall ms':>9}{'CPU ms':>9}")
     for index, phase in enumerate(PHASES):
         wall = statistics.median(run[index][0] for run in runs) * 1000
         cpu = statistics.median(run[index][1] for run in runs) * 1000
-        print(f"{phase:<18}{wall:>9.1f}{cpu:>9.1f}")
+        print(f"{phase:<26}{wall:>9.1f}{cpu:>9.1f}")
     total_wall = statistics.median(sum(p[0] for p in run) for run in runs) * 1000
     total_cpu = statistics.median(sum(p[1] for p in run) for run in runs) * 1000
-    print(f"{'total':<18}{total_wall:>9.1f}{total_cpu:>9.1f}")
+    print(f"{'total':<26}{total_wall:>9.1f}{total_cpu:>9.1f}")
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ class FakeEngine(ExecutionInterface):
 async def client(engine: ExecutionInterface) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
     app = create_executor_app(engine, token=TOKEN, capacity=2)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://executor") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
         yield http, app
 
 

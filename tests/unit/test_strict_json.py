@@ -78,7 +78,7 @@ async def test_every_route_that_takes_a_body_parses_it_strictly(api: str) -> Non
     assert len(with_body) >= 2
     headers = {"Authorization": "Bearer t", "content-type": "application/json"}
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
         for method, path in with_body:
             response = await http.request(method, path, content=b'{"x": NaN}', headers=headers)
             assert response.status_code == 422, (method, path, response.text)

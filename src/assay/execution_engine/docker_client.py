@@ -245,10 +245,6 @@ class DockerDaemon:
             finally:
                 events.close()
 
-    def state(self, container_id: str) -> Mapping[str, Any]:
-        with self._translated():
-            return dict(self._api.inspect_container(container_id)["State"])
-
     def remove(self, container_id: str) -> None:
         """Force-remove the container; no error if it is already gone. Retries briefly when
         it is between states (stopping as we remove it, or removed by someone else)."""
