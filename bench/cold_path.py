@@ -24,7 +24,7 @@ from typing import Any
 from _common import cpu_seconds
 from assay.config import ExecutionSettings
 from assay.execution_engine.attach import encode_payload
-from assay.execution_engine.docker_client import DockerDaemon
+from assay.execution_engine.docker_daemon import DockerDaemon
 from assay.execution_engine.docker_engine import DockerEngine
 from assay.execution_engine.output import OutputCollector
 from assay.execution_engine.pool import Profile

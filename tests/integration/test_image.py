@@ -8,7 +8,7 @@ import pytest
 from assay.config import SANDBOX_IMAGE_VERSION
 from assay.errors import ImageBuildError
 from assay.execution_engine import ExecutionStatus
-from assay.execution_engine.docker_client import DockerDaemon
+from assay.execution_engine.docker_daemon import DockerDaemon
 from assay.execution_engine.docker_engine import DockerEngine
 from assay.execution_engine.image import build_image, image_status
 from tests.sandbox import make_settings, run

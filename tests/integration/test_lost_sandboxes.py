@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from assay.client import AsyncAssayClient
-from assay.execution_engine.docker_client import DockerDaemon
+from assay.execution_engine.docker_daemon import DockerDaemon
 from tests.conftest import RunningServer
 from tests.sandbox import PRINT_CONTAINER_ID
 

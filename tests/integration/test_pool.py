@@ -13,7 +13,7 @@ import pytest
 from assay.config import ExecutionSettings
 from assay.errors import ExecutionError
 from assay.execution_engine import ExecutionStatus
-from assay.execution_engine.docker_client import DockerDaemon
+from assay.execution_engine.docker_daemon import DockerDaemon
 from assay.execution_engine.docker_engine import LABEL_ENGINE, DockerEngine
 from assay.execution_engine.protocol import POOL_PATH
 from assay.execution_engine.remote import RemoteExecutionEngine

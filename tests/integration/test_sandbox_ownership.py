@@ -13,7 +13,7 @@ import pytest
 
 from assay.errors import SandboxLostError
 from assay.execution_engine import ExecutionRequest, ExecutionStatus
-from assay.execution_engine.docker_client import DockerDaemon
+from assay.execution_engine.docker_daemon import DockerDaemon
 from assay.execution_engine.docker_engine import (
     LABEL_ENGINE,
     LABEL_MANAGED,

@@ -58,7 +58,7 @@ from assay.errors import (
     SandboxLostError,
 )
 from assay.execution_engine.attach import Outcome, encode_payload, pump, verdict, write_stdin
-from assay.execution_engine.docker_client import DockerDaemon, epoch
+from assay.execution_engine.docker_daemon import DockerDaemon, epoch
 from assay.execution_engine.interface import (
     BatchSandbox,
     EngineHealth,

@@ -53,7 +53,7 @@ def _main(owner: str) -> int:
     if said.startswith(CLEAN_CLOSE):
         return 0  # the engine closed and removed its sandboxes itself
     from assay.errors import ExecutionError  # noqa: PLC0415 - only once the owner is gone
-    from assay.execution_engine.docker_client import DockerDaemon  # noqa: PLC0415
+    from assay.execution_engine.docker_daemon import DockerDaemon  # noqa: PLC0415
     from assay.execution_engine.docker_engine import LABEL_OWNER  # noqa: PLC0415
 
     try:

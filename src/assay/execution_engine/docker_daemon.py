@@ -172,9 +172,6 @@ class DockerDaemon:
         with self._translated():
             return dict(self._api.create_host_config(**options))
 
-    def log_config_none(self) -> dict[str, Any]:
-        return {"Type": "none", "Config": {}}
-
     def attach(self, container_id: str) -> socket.socket:
         """Attach stdin, stdout and stderr; returns the raw (multiplexed) socket."""
         with self._translated():
