@@ -7,6 +7,7 @@ from assay.execution_engine.interface import (
     EngineHealth,
     ExecutionInterface,
     OutputCallback,
+    PoolStats,
 )
 from assay.execution_engine.models import (
     ExecutionRequest,
@@ -25,6 +26,7 @@ __all__ = [
     "ExecutionStatus",
     "LocalExecutionEngine",
     "OutputCallback",
+    "PoolStats",
     "ResolvedRequest",
     "resolve_request",
 ]

@@ -10,9 +10,8 @@ from typing import Literal, Self
 
 from assay.errors import SandboxError
 from assay.execution_engine.models import ExecutionRequest, ExecutionResult
-from assay.execution_engine.pool import PoolStats
 
-__all__ = ["BatchSandbox", "EngineHealth", "ExecutionInterface", "OutputCallback"]
+__all__ = ["BatchSandbox", "EngineHealth", "ExecutionInterface", "OutputCallback", "PoolStats"]
 
 #: Called with ("stdout" | "stderr", chunk) while the program runs, on the event loop's thread.
 OutputCallback = Callable[[Literal["stdout", "stderr"], bytes], None]
@@ -25,6 +24,23 @@ class EngineHealth:
     healthy: bool
     detail: str
     facts: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """One profile's pool, as counted since the engine started."""
+
+    profile: str
+    target: int
+    ready: int
+    creating: int
+    hits: int
+    misses: int
+    created: int
+    recycled: int
+    failures: int
+    #: Mean seconds to create and start one sandbox (None before the first).
+    refill_seconds: float | None
 
 
 class ExecutionInterface(abc.ABC):

@@ -9,9 +9,9 @@ from assay.execution_engine.interface import (
     EngineHealth,
     ExecutionInterface,
     OutputCallback,
+    PoolStats,
 )
 from assay.execution_engine.models import ExecutionRequest, ExecutionResult
-from assay.execution_engine.pool import PoolStats
 
 __all__ = ["LocalExecutionEngine"]
 

@@ -28,6 +28,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
+from assay.execution_engine.interface import PoolStats
+
+# PoolStats is re-exported: remote.py and monitoring still import it from here.
 __all__ = ["PoolStats", "Profile", "WarmPool", "merge_pool_stats"]
 
 logger = logging.getLogger(__name__)
@@ -46,23 +49,6 @@ class Profile:
 
     def __str__(self) -> str:
         return f"{self.memory_mb}m-{self.cpus:g}cpu"
-
-
-@dataclass(frozen=True, slots=True)
-class PoolStats:
-    """One profile's pool, as counted since the engine started."""
-
-    profile: str
-    target: int
-    ready: int
-    creating: int
-    hits: int
-    misses: int
-    created: int
-    recycled: int
-    failures: int
-    #: Mean seconds to create and start one sandbox (None before the first).
-    refill_seconds: float | None
 
 
 def merge_pool_stats(reports: list[list[PoolStats]]) -> list[PoolStats]:
@@ -138,10 +124,6 @@ class WarmPool:
         self._tasks: set[asyncio.Task[None]] = set()
         self._maintainer: asyncio.Task[None] | None = None
         self._closed = False
-
-    @property
-    def profiles(self) -> list[Profile]:
-        return sorted(self._pools)
 
     def start(self) -> None:
         """Begin filling; returns at once."""
