@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 
 from assay.errors import IdempotencyConflictError, NotFoundError, QueueFullError
 from assay.execution_engine import ExecutionRequest
-from assay.storage import EvaluationStatus, NewEvaluation, Outcome
+from assay.storage import EvaluationStatus, Event, EventType, NewEvaluation, Outcome
 from assay.storage.models import Base
 from assay.storage.sql import InvalidCursorError, SqlStorage
 from tests.conftest import postgres_database
@@ -64,7 +64,7 @@ async def test_claims_follow_priority_then_submission_order(storage: SqlStorage)
     while (claimed := await storage.claim_next("w")) is not None:
         order.append(claimed.request.code)
         assert claimed.status is EvaluationStatus.RUNNING
-        assert claimed.attempts == 1 and claimed.executor == "w"
+        assert claimed.attempts == 1 and claimed.worker == "w"
     assert order == ["b", "d", "a", "c"]
     assert await storage.count_queued() == 0
     events = await storage.events(ids["a"])
@@ -116,15 +116,68 @@ async def test_cancel_only_affects_queued(storage: SqlStorage) -> None:
     created = await storage.create([new(), new()], max_queued=10)
     running = await storage.claim_next("w")
     assert running is not None
-    still, changed = await storage.cancel_queued(running.id)
+    still, changed = await storage.cancel(running.id)
     assert still.status is EvaluationStatus.RUNNING and not changed
     queued_id = next(e.id for e, _ in created if e.id != running.id)
-    cancelled, changed = await storage.cancel_queued(queued_id)
+    cancelled, changed = await storage.cancel(queued_id)
     assert cancelled.status is EvaluationStatus.CANCELLED and changed
-    _, changed_again = await storage.cancel_queued(queued_id)
+    _, changed_again = await storage.cancel(queued_id)
     assert not changed_again
     with pytest.raises(NotFoundError):
-        await storage.cancel_queued("missing")
+        await storage.cancel("missing")
+
+
+async def test_a_cancel_of_a_running_evaluation_is_kept_until_its_worker_acts(
+    storage: SqlStorage,
+) -> None:
+    """A cancel is a record, not a message: the worker reads it, and a run that is then
+    interrupted (its sandbox lost, its worker dead) ends cancelled instead of running again."""
+    [(first, _), (second, _)] = await storage.create([new(), new()], max_queued=10)
+    assert (await storage.claim_next("w")) is not None
+    assert (await storage.claim_next("w")) is not None
+    for _ in range(2):  # asking twice records it once
+        still, cancelled = await storage.cancel(first.id)
+        assert still.status is EvaluationStatus.RUNNING and still.cancel_requested
+        assert not cancelled
+    assert await storage.cancel_requests("w", [first.id, second.id]) == {first.id}
+    assert await storage.cancel_requests("another-worker", [first.id]) == set()
+    types = [event.type for event in await storage.events(first.id)]
+    assert types == [EventType.QUEUED, EventType.STARTED, EventType.CANCEL_REQUESTED]
+
+    assert await storage.requeue(first.id, 1, "its sandbox was lost")
+    ended = await storage.get(first.id)
+    assert ended.status is EvaluationStatus.CANCELLED and not ended.cancel_requested
+    assert ended.outcome is not None and "its sandbox was lost" in (ended.outcome.error or "")
+    assert await storage.requeue(second.id, 1, "its sandbox was lost")
+    assert (await storage.get(second.id)).status is EvaluationStatus.QUEUED
+
+
+async def test_every_event_recorded_reaches_the_listener_once_committed(
+    storage: SqlStorage,
+) -> None:
+    heard: list[Event] = []
+    storage.listen(heard.extend)
+    [(evaluation, _)] = await storage.create([new(idempotency_key="k")], max_queued=10)
+    with pytest.raises(IdempotencyConflictError):
+        await storage.create([new("other", idempotency_key="k")], max_queued=10)
+    assert await storage.claim_next("w") is not None
+    await storage.add_event(evaluation.id, EventType.OUTPUT, {"stream": "stdout", "text": "a"})
+    outcome = Outcome(status=EvaluationStatus.COMPLETED, exit_code=0, stdout="ab")
+    chunk = {"stream": "stdout", "text": "b"}
+    await storage.finish(evaluation.id, attempt=1, outcome=outcome, output=[chunk])
+
+    stored = await storage.events(evaluation.id)
+    assert [(e.id, e.type, e.data) for e in heard] == [(e.id, e.type, e.data) for e in stored]
+    assert [e.type for e in heard] == [
+        EventType.QUEUED,
+        EventType.STARTED,
+        EventType.OUTPUT,
+        EventType.OUTPUT,
+        EventType.FINISHED,
+    ], "the refused duplicate recorded (and announced) nothing"
+    assert heard[-1].evaluation is not None
+    assert heard[-1].evaluation.status is EvaluationStatus.COMPLETED
+    assert all(e.evaluation is None for e in heard[:-1] + stored)
 
 
 async def test_recovery_requeues_then_gives_up(storage: SqlStorage) -> None:

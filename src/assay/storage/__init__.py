@@ -1,12 +1,16 @@
 """Durable state: evaluations, their events and API keys (SQLAlchemy + Alembic)."""
 
-from assay.storage.interface import Storage
+from assay.storage.interface import Listener, Storage
 from assay.storage.records import (
+    RESULT_FIELDS,
+    STATE_CHANGES,
+    TERMINAL_EVENTS,
     TERMINAL_STATUSES,
     ApiKey,
     Evaluation,
     EvaluationStatus,
     Event,
+    EventType,
     Isolation,
     NewEvaluation,
     Outcome,
@@ -14,12 +18,17 @@ from assay.storage.records import (
 )
 
 __all__ = [
+    "RESULT_FIELDS",
+    "STATE_CHANGES",
+    "TERMINAL_EVENTS",
     "TERMINAL_STATUSES",
     "ApiKey",
     "Evaluation",
     "EvaluationStatus",
     "Event",
+    "EventType",
     "Isolation",
+    "Listener",
     "NewEvaluation",
     "Outcome",
     "Page",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from assay.storage.records import (
@@ -11,12 +12,18 @@ from assay.storage.records import (
     Evaluation,
     EvaluationStatus,
     Event,
+    EventType,
     NewEvaluation,
     Outcome,
     Page,
 )
 
-__all__ = ["DEFAULT_LEASE_SECONDS", "Storage"]
+__all__ = ["DEFAULT_LEASE_SECONDS", "Listener", "Storage"]
+
+logger = logging.getLogger(__name__)
+
+#: Hears of the events each write recorded, once committed, on the event loop.
+Listener = Callable[[Sequence[Event]], None]
 
 #: How long a claimed evaluation stays its worker's without a renewal.
 DEFAULT_LEASE_SECONDS = 30.0
@@ -26,7 +33,23 @@ class Storage(abc.ABC):
     """Durable state of the platform: evaluations, their events, API keys.
 
     Every method raises :class:`assay.errors.StorageError` (or a subclass) on failure.
+    Every event a write records is handed, once committed, to the listeners given to
+    :meth:`listen` (the platform announces them on its bus from there, and only there).
     """
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+
+    def listen(self, listener: Listener) -> None:
+        """Hand every event recorded from now on to ``listener`` (which must not raise)."""
+        self._listeners.append(listener)
+
+    def _announce(self, events: Sequence[Event]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(events)
+            except Exception:  # a listener's bug must not undo a committed write
+                logger.exception("storage listener failed")
 
     @abc.abstractmethod
     async def start(self) -> None:
@@ -75,18 +98,22 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def claim_next(
-        self, executor: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS
+        self, worker: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS
     ) -> Evaluation | None:
         """Move the next queued evaluation (highest priority, then oldest) to ``running``,
-        count the attempt, lease it to ``executor`` for ``lease_seconds`` and record a
+        count the attempt, lease it to ``worker`` for ``lease_seconds`` and record a
         ``started`` event; None when nothing is queued."""
 
     @abc.abstractmethod
     async def renew_leases(
-        self, executor: str, evaluation_ids: Sequence[str], lease_seconds: float
+        self, worker: str, evaluation_ids: Sequence[str], lease_seconds: float
     ) -> set[str]:
-        """Extend ``executor``'s leases on these running evaluations; returns the ids it
+        """Extend ``worker``'s leases on these running evaluations; returns the ids it
         still holds (one missing was taken back, cancelled or finished)."""
+
+    @abc.abstractmethod
+    async def cancel_requests(self, worker: str, evaluation_ids: Sequence[str]) -> set[str]:
+        """Which of ``worker``'s running evaluations have a cancel asked for."""
 
     @abc.abstractmethod
     async def recover_expired(self, max_attempts: int) -> tuple[list[str], list[str]]:
@@ -108,9 +135,12 @@ class Storage(abc.ABC):
         stale attempt)."""
 
     @abc.abstractmethod
-    async def cancel_queued(self, evaluation_id: str) -> tuple[Evaluation, bool]:
-        """Cancel the evaluation if it is still queued; returns it in its current state and
-        whether this call cancelled it.
+    async def cancel(self, evaluation_id: str) -> tuple[Evaluation, bool]:
+        """Cancel the evaluation: a queued one at once (returns True), a running one by
+        recording the request (``cancel_requested``, with an event; the worker that runs it
+        acts on it, and a running evaluation whose run is interrupted then ends
+        ``cancelled`` instead of running again). Returns it in its current state and
+        whether this call cancelled it. A finished evaluation is returned unchanged.
 
         Raises:
             NotFoundError.
@@ -118,13 +148,14 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def requeue(self, evaluation_id: str, attempt: int, reason: str) -> bool:
-        """Put a running attempt back in the queue (it will run again)."""
+        """Put a running attempt back in the queue (it will run again), or end it as
+        ``cancelled`` if a cancel was asked for; False when that attempt is not running."""
 
     @abc.abstractmethod
     async def recover_interrupted(
-        self, executor: str, max_attempts: int
+        self, worker: str, max_attempts: int
     ) -> tuple[list[str], list[str]]:
-        """After a crash of ``executor``: requeue the evaluations it left ``running``, or end
+        """After a crash of ``worker``: requeue the evaluations it left ``running``, or end
         them as ``error`` when they have had ``max_attempts``. Others' runs are left alone
         (replicas sharing a database each recover their own). Returns (requeued ids, ended
         ids)."""
@@ -139,7 +170,8 @@ class Storage(abc.ABC):
     # -- events --------------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def add_event(self, evaluation_id: str, type_: str, data: dict[str, Any]) -> Event: ...
+    async def add_event(self, evaluation_id: str, type_: EventType, data: dict[str, Any]) -> Event:
+        """Record one event (live output) of a stored evaluation. Raises NotFoundError."""
 
     @abc.abstractmethod
     async def events(self, evaluation_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:

@@ -69,6 +69,8 @@ class EvaluationRow(Base):
     #: A running evaluation's worker renews this; once it has passed, the worker is presumed
     #: dead and the evaluation is taken back (re-queued or ended).
     lease_until: Mapped[datetime | None]
+    #: When a cancel was asked for while it ran; the worker running it acts on it.
+    cancel_requested_at: Mapped[datetime | None]
     batch_id: Mapped[str | None] = mapped_column(String(36), index=True)
     isolation: Mapped[str] = mapped_column(
         String(16), default="evaluation", server_default="evaluation"

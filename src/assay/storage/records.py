@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from assay.execution_engine import ExecutionRequest
+from assay.execution_engine import ExecutionRequest, ExecutionResult
 
 __all__ = [
+    "RESULT_FIELDS",
+    "STATE_CHANGES",
+    "TERMINAL_EVENTS",
     "TERMINAL_STATUSES",
     "ApiKey",
     "Evaluation",
     "EvaluationStatus",
     "Event",
+    "EventType",
     "Isolation",
     "NewEvaluation",
     "Outcome",
@@ -44,6 +49,29 @@ TERMINAL_STATUSES = frozenset(EvaluationStatus) - {
 }
 
 
+class EventType(enum.StrEnum):
+    """What an evaluation's stored events (and the bus notices announcing them) say."""
+
+    QUEUED = "queued"
+    STARTED = "started"
+    #: A chunk of live output, ``{"stream", "text"}``.
+    OUTPUT = "output"
+    #: Someone asked to cancel it while it ran; whichever worker runs it acts on it.
+    CANCEL_REQUESTED = "cancel_requested"
+    #: Back in the queue (a lost sandbox, a stopped platform, an expired lease).
+    REQUEUED = "requeued"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+
+
+#: The last event of every evaluation: a stream ends after one of these.
+TERMINAL_EVENTS = frozenset({EventType.FINISHED, EventType.CANCELLED})
+#: Events that change an evaluation's status (not output, not cancel requests).
+STATE_CHANGES = frozenset(
+    {EventType.QUEUED, EventType.STARTED, EventType.REQUEUED, *TERMINAL_EVENTS}
+)
+
+
 #: ``evaluation``: a fresh sandbox for each evaluation (the default). ``batch``: a batch's
 #: evaluations may run one after another in a sandbox of that batch, reset between them.
 Isolation = Literal["evaluation", "batch"]
@@ -62,7 +90,8 @@ class NewEvaluation:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """How an evaluation ended: the engine's result fields, or an error."""
+    """How an evaluation ended: the engine's result (its fields, :data:`RESULT_FIELDS`, are
+    :class:`ExecutionResult`'s), or an error of the platform's with only ``error`` set."""
 
     status: EvaluationStatus
     exit_code: int | None = None
@@ -75,6 +104,22 @@ class Outcome:
     cpu_time_seconds: float | None = None
     peak_memory_bytes: int | None = None
     error: str | None = None
+
+    @classmethod
+    def of(cls, result: ExecutionResult) -> Outcome:
+        """The outcome of an execution that ended with ``result``."""
+        fields = result.model_dump(include=set(RESULT_FIELDS))
+        return cls(status=EvaluationStatus(result.status.value), **fields)
+
+    def fields(self) -> dict[str, Any]:
+        """Every result field by name (what storage keeps and the API shows)."""
+        return {name: getattr(self, name) for name in RESULT_FIELDS}
+
+
+#: The result's fields, besides the status: one list for storage, queue and API.
+RESULT_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(Outcome) if f.name != "status"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,18 +136,23 @@ class Evaluation:
     started_at: datetime | None
     finished_at: datetime | None
     attempts: int
-    executor: str | None
+    #: The engine id of the worker that runs (or last ran) it.
+    worker: str | None
     batch_id: str | None = None
     isolation: Isolation = "evaluation"
+    #: A cancel was asked for while it ran (the running worker acts on it).
+    cancel_requested: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
     id: int
     evaluation_id: str
-    type: str
+    type: EventType
     at: datetime
     data: dict[str, Any]
+    #: With a terminal event just recorded: the evaluation as it ended (never stored).
+    evaluation: Evaluation | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import json
 import logging
 import secrets
+import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -33,10 +35,13 @@ from assay.execution_engine import ExecutionRequest
 from assay.storage.interface import DEFAULT_LEASE_SECONDS, Storage
 from assay.storage.models import ApiKeyRow, EvaluationRow, EventRow, LabelRow
 from assay.storage.records import (
+    RESULT_FIELDS,
+    TERMINAL_EVENTS,
     ApiKey,
     Evaluation,
     EvaluationStatus,
     Event,
+    EventType,
     NewEvaluation,
     Outcome,
     Page,
@@ -45,6 +50,7 @@ from assay.storage.records import (
 __all__ = ["InvalidCursorError", "SqlStorage"]
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 logger = logging.getLogger(__name__)
 
@@ -82,10 +88,28 @@ def _hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def _threaded(
+    method: Callable[Concatenate[SqlStorage, _P], _T],
+) -> Callable[Concatenate[SqlStorage, _P], Coroutine[Any, Any, _T]]:
+    """The storage method, run on the storage thread(s) (SQLAlchemy's sync drivers, off the
+    event loop); the events it recorded go to the listener once committed."""
+
+    async def call(self: SqlStorage, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        work = functools.partial(self._recording, method, self, *args, **kwargs)
+        result, events = await asyncio.get_running_loop().run_in_executor(self._thread, work)
+        if events:
+            self._announce(events)
+        return result
+
+    functools.update_wrapper(call, method)
+    return call
+
+
 class SqlStorage(Storage):
     """Storage on a SQLAlchemy URL: ``sqlite:///path`` or ``postgresql+psycopg://…``."""
 
     def __init__(self, url: str) -> None:
+        super().__init__()
         try:
             parsed = make_url(url)
         except ArgumentError as exc:
@@ -111,117 +135,44 @@ class SqlStorage(Storage):
         self._thread = ThreadPoolExecutor(
             1 if self._sqlite else 8, thread_name_prefix="assay-storage"
         )
+        #: Per storage thread: the events committed by the call it runs.
+        self._committed = threading.local()
 
-    async def _call(self, function: Callable[..., _T], *args: Any) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
-
-    async def start(self) -> None:
-        await self._call(self._start_sync)
+    def _recording(
+        self, method: Callable[..., _T], *args: Any, **kwargs: Any
+    ) -> tuple[_T, list[Event]]:
+        events: list[Event] = []
+        self._committed.events = events
+        try:
+            return method(*args, **kwargs), events
+        finally:
+            self._committed.events = None
 
     async def close(self) -> None:
-        await self._call(self._engine.dispose)
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._engine.dispose)
         self._thread.shutdown(wait=True)
 
-    async def ping(self) -> None:
-        await self._call(self._ping)
-
-    async def create(
-        self, new: Sequence[NewEvaluation], *, max_queued: int
-    ) -> list[tuple[Evaluation, bool]]:
-        return await self._call(self._create, new, max_queued)
-
-    async def get(self, evaluation_id: str) -> Evaluation:
-        return await self._call(self._get, evaluation_id)
-
-    async def list_evaluations(
-        self,
-        *,
-        statuses: Sequence[EvaluationStatus] = (),
-        labels: dict[str, str] | None = None,
-        cursor: str | None = None,
-        limit: int = 50,
-    ) -> Page:
-        return await self._call(self._list_evaluations, statuses, labels, cursor, limit)
-
-    async def claim_next(
-        self, executor: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS
-    ) -> Evaluation | None:
-        return await self._call(self._claim_next, executor, lease_seconds)
-
-    async def renew_leases(
-        self, executor: str, evaluation_ids: Sequence[str], lease_seconds: float
-    ) -> set[str]:
-        return await self._call(self._renew_leases, executor, list(evaluation_ids), lease_seconds)
-
-    async def recover_expired(self, max_attempts: int) -> tuple[list[str], list[str]]:
-        return await self._call(self._recover_expired, max_attempts)
-
-    async def finish(
-        self,
-        evaluation_id: str,
-        attempt: int,
-        outcome: Outcome,
-        *,
-        output: Sequence[dict[str, Any]] = (),
-    ) -> Evaluation | None:
-        return await self._call(self._finish, evaluation_id, attempt, outcome, output)
-
-    async def cancel_queued(self, evaluation_id: str) -> tuple[Evaluation, bool]:
-        return await self._call(self._cancel_queued, evaluation_id)
-
-    async def requeue(self, evaluation_id: str, attempt: int, reason: str) -> bool:
-        return await self._call(self._requeue, evaluation_id, attempt, reason)
-
-    async def recover_interrupted(
-        self, executor: str, max_attempts: int
-    ) -> tuple[list[str], list[str]]:
-        return await self._call(self._recover_interrupted, executor, max_attempts)
-
-    async def counts(self) -> dict[EvaluationStatus, int]:
-        return await self._call(self._counts)
-
-    async def count_queued(self) -> int:
-        return await self._call(self._count_queued)
-
-    async def add_event(self, evaluation_id: str, type_: str, data: dict[str, Any]) -> Event:
-        return await self._call(self._add_event, evaluation_id, type_, data)
-
-    async def events(self, evaluation_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
-        return await self._call(self._events, evaluation_id, after, limit)
-
-    async def create_api_key(self, name: str) -> tuple[ApiKey, str]:
-        return await self._call(self._create_api_key, name)
-
-    async def list_api_keys(self) -> list[ApiKey]:
-        return await self._call(self._list_api_keys)
-
-    async def revoke_api_key(self, key_id: int) -> ApiKey:
-        return await self._call(self._revoke_api_key, key_id)
-
-    async def has_active_api_keys(self) -> bool:
-        return await self._call(self._has_active_api_keys)
-
-    async def verify_api_key(self, secret: str) -> ApiKey | None:
-        return await self._call(self._verify_api_key, secret)
-
-    # -- the work, on the storage thread(s) ----------------------------------------------
-
-    def _start_sync(self) -> None:
+    @_threaded
+    def start(self) -> None:
         try:
             with self._engine.begin() as connection:
                 _upgrade(connection)
         except SQLAlchemyError as exc:
             raise StorageError(f"cannot open or migrate the database: {exc}") from exc
 
-    def _ping(self) -> None:
+    @_threaded
+    def ping(self) -> None:
         with self._session() as session:
             session.execute(select(1))
 
     @contextmanager
-    def _session(self, *, write: bool = False) -> Iterator[Session]:
-        del write  # one thread (SQLite) or row locks (PostgreSQL) order the writers
+    def _session(self) -> Iterator[Session]:
+        """One transaction. One thread (SQLite) or row locks (PostgreSQL) order the writers.
+        Events added with :func:`_record` are handed to the listener once it commits."""
+        recorded: list[tuple[EventRow, EvaluationRow]] = []
         try:
             with self._sessions() as session, session.begin():
+                session.info["recorded"] = recorded
                 yield session
         except IntegrityError as exc:  # only a concurrent twin of an idempotency key can do this
             raise IdempotencyConflictError(
@@ -229,13 +180,17 @@ class SqlStorage(Storage):
             ) from exc
         except SQLAlchemyError as exc:
             raise StorageError(f"database error: {exc.__class__.__name__}: {exc}") from exc
+        events = getattr(self._committed, "events", None)
+        if events is not None:
+            events.extend(_event(event_row, row) for event_row, row in recorded)
 
     # -- evaluations ---------------------------------------------------------------------
 
-    def _create(
-        self, new: Sequence[NewEvaluation], max_queued: int
+    @_threaded
+    def create(
+        self, new: Sequence[NewEvaluation], *, max_queued: int
     ) -> list[tuple[Evaluation, bool]]:
-        with self._session(write=True) as session:
+        with self._session() as session:
             results: list[tuple[Evaluation, bool] | None] = []
             fresh: list[tuple[int, NewEvaluation, str]] = []
             for index, item in enumerate(new):
@@ -293,16 +248,19 @@ class SqlStorage(Storage):
                 session.add_all(
                     LabelRow(evaluation_seq=row.seq, key=k, value=v) for k, v in item.labels.items()
                 )
-                session.add(EventRow(evaluation_seq=row.seq, type="queued", at=now, data={}))
+                _record(session, row, EventType.QUEUED, {}, now)
                 results[index] = (_evaluation(row), True)
             return [result for result in results if result is not None]
 
-    def _get(self, evaluation_id: str) -> Evaluation:
+    @_threaded
+    def get(self, evaluation_id: str) -> Evaluation:
         with self._session() as session:
             return _evaluation(_row(session, evaluation_id))
 
-    def _list_evaluations(
+    @_threaded
+    def list_evaluations(
         self,
+        *,
         statuses: Sequence[EvaluationStatus] = (),
         labels: dict[str, str] | None = None,
         cursor: str | None = None,
@@ -330,8 +288,11 @@ class SqlStorage(Storage):
         next_cursor = _encode_cursor(rows[-1].seq) if more and rows else None
         return Page(items=[_evaluation(row) for row in rows], next_cursor=next_cursor)
 
-    def _claim_next(self, executor: str, lease_seconds: float) -> Evaluation | None:
-        with self._session(write=True) as session:
+    @_threaded
+    def claim_next(
+        self, worker: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS
+    ) -> Evaluation | None:
+        with self._session() as session:
             row = session.scalar(
                 select(EvaluationRow)
                 .where(EvaluationRow.status == _QUEUED)
@@ -345,113 +306,108 @@ class SqlStorage(Storage):
             row.status = _RUNNING
             row.attempts += 1
             row.started_at = now
-            row.executor = executor
+            row.executor = worker
             row.lease_until = now + timedelta(seconds=lease_seconds)
-            session.add(
-                EventRow(
-                    evaluation_seq=row.seq,
-                    type="started",
-                    at=now,
-                    data={"attempt": row.attempts, "executor": executor},
-                )
+            _record(
+                session, row, EventType.STARTED, {"attempt": row.attempts, "executor": worker}, now
             )
             session.flush()
             return _evaluation(row)
 
-    def _finish(
+    @_threaded
+    def finish(
         self,
         evaluation_id: str,
         attempt: int,
         outcome: Outcome,
+        *,
         output: Sequence[dict[str, Any]] = (),
     ) -> Evaluation | None:
-        with self._session(write=True) as session:
+        with self._session() as session:
             row = _row(session, evaluation_id)
             if row.status != _RUNNING or row.attempts != attempt:
                 return None
             now = _now()
-            _apply_outcome(row, outcome, now)
-            session.add_all(
-                EventRow(evaluation_seq=row.seq, type="output", at=now, data=dict(chunk))
-                for chunk in output
-            )
-            session.add(
-                EventRow(
-                    evaluation_seq=row.seq,
-                    type="cancelled"
-                    if outcome.status is EvaluationStatus.CANCELLED
-                    else "finished",
-                    at=now,
-                    data=_terminal_data(outcome),
-                )
-            )
+            for chunk in output:
+                _record(session, row, EventType.OUTPUT, dict(chunk), now)
+            _end(session, row, outcome, now)
             session.flush()
             return _evaluation(row)
 
-    def _cancel_queued(self, evaluation_id: str) -> tuple[Evaluation, bool]:
-        with self._session(write=True) as session:
+    @_threaded
+    def cancel(self, evaluation_id: str) -> tuple[Evaluation, bool]:
+        with self._session() as session:
             row = _row(session, evaluation_id)
-            cancelled = row.status == _QUEUED
-            if cancelled:
-                now = _now()
+            now = _now()
+            if row.status == _QUEUED:
                 outcome = Outcome(status=EvaluationStatus.CANCELLED, error="cancelled while queued")
-                _apply_outcome(row, outcome, now)
-                session.add(
-                    EventRow(
-                        evaluation_seq=row.seq,
-                        type="cancelled",
-                        at=now,
-                        data=_terminal_data(outcome),
-                    )
-                )
+                _end(session, row, outcome, now)
                 session.flush()
-            return _evaluation(row), cancelled
+                return _evaluation(row), True
+            if row.status == _RUNNING and row.cancel_requested_at is None:
+                row.cancel_requested_at = now
+                _record(session, row, EventType.CANCEL_REQUESTED, {}, now)
+                session.flush()
+            return _evaluation(row), False
 
-    def _requeue(self, evaluation_id: str, attempt: int, reason: str) -> bool:
-        with self._session(write=True) as session:
+    @_threaded
+    def cancel_requests(self, worker: str, evaluation_ids: Sequence[str]) -> set[str]:
+        if not evaluation_ids:
+            return set()
+        with self._session() as session:
+            asked = session.scalars(
+                select(EvaluationRow.id).where(
+                    EvaluationRow.id.in_(list(evaluation_ids)),
+                    EvaluationRow.status == _RUNNING,
+                    EvaluationRow.executor == worker,
+                    EvaluationRow.cancel_requested_at.is_not(None),
+                )
+            )
+            return set(asked)
+
+    @_threaded
+    def requeue(self, evaluation_id: str, attempt: int, reason: str) -> bool:
+        with self._session() as session:
             row = _row(session, evaluation_id)
             if row.status != _RUNNING or row.attempts != attempt:
                 return False
-            row.status = _QUEUED
-            row.started_at = None
-            session.add(
-                EventRow(
-                    evaluation_seq=row.seq, type="requeued", at=_now(), data={"reason": reason}
-                )
-            )
+            _take_back(session, [row], max_attempts=attempt + 1, reason=reason)
             return True
 
-    def _recover_interrupted(self, executor: str, max_attempts: int) -> tuple[list[str], list[str]]:
-        with self._session(write=True) as session:
+    @_threaded
+    def recover_interrupted(self, worker: str, max_attempts: int) -> tuple[list[str], list[str]]:
+        with self._session() as session:
             rows = session.scalars(
                 select(EvaluationRow).where(
-                    EvaluationRow.status == _RUNNING, EvaluationRow.executor == executor
+                    EvaluationRow.status == _RUNNING, EvaluationRow.executor == worker
                 )
             )
             return _take_back(
                 session, list(rows), max_attempts, "the platform stopped while this ran"
             )
 
-    def _renew_leases(
-        self, executor: str, evaluation_ids: list[str], lease_seconds: float
+    @_threaded
+    def renew_leases(
+        self, worker: str, evaluation_ids: Sequence[str], lease_seconds: float
     ) -> set[str]:
         if not evaluation_ids:
             return set()
-        with self._session(write=True) as session:
+        with self._session() as session:
             held = session.scalars(
                 update(EvaluationRow)
                 .where(
-                    EvaluationRow.id.in_(evaluation_ids),
+                    EvaluationRow.id.in_(list(evaluation_ids)),
                     EvaluationRow.status == _RUNNING,
-                    EvaluationRow.executor == executor,
+                    EvaluationRow.executor == worker,
                 )
                 .values(lease_until=_now() + timedelta(seconds=lease_seconds))
                 .returning(EvaluationRow.id)
             )
             return set(held)
 
-    def _recover_expired(self, max_attempts: int) -> tuple[list[str], list[str]]:
-        with self._session(write=True) as session:
+    @_threaded
+    def recover_expired(self, max_attempts: int) -> tuple[list[str], list[str]]:
+        with self._session() as session:
             rows = session.scalars(
                 select(EvaluationRow)
                 .where(EvaluationRow.status == _RUNNING, EvaluationRow.lease_until < _now())
@@ -461,7 +417,8 @@ class SqlStorage(Storage):
                 session, list(rows), max_attempts, "its worker stopped renewing its lease"
             )
 
-    def _counts(self) -> dict[EvaluationStatus, int]:
+    @_threaded
+    def counts(self) -> dict[EvaluationStatus, int]:
         with self._session() as session:
             rows = session.execute(
                 select(EvaluationRow.status, func.count()).group_by(EvaluationRow.status)
@@ -469,21 +426,23 @@ class SqlStorage(Storage):
             found = {EvaluationStatus(status): count for status, count in rows.all()}
         return {status: found.get(status, 0) for status in EvaluationStatus}
 
-    def _count_queued(self) -> int:
+    @_threaded
+    def count_queued(self) -> int:
         with self._session() as session:
             return _count_queued(session)
 
     # -- events --------------------------------------------------------------------------
 
-    def _add_event(self, evaluation_id: str, type_: str, data: dict[str, Any]) -> Event:
-        with self._session(write=True) as session:
+    @_threaded
+    def add_event(self, evaluation_id: str, type_: EventType, data: dict[str, Any]) -> Event:
+        with self._session() as session:
             row = _row(session, evaluation_id)
-            event_row = EventRow(evaluation_seq=row.seq, type=type_, at=_now(), data=data)
-            session.add(event_row)
+            event_row = _record(session, row, type_, data, _now())
             session.flush()
-            return _event(event_row, evaluation_id)
+            return _event(event_row, row)
 
-    def _events(self, evaluation_id: str, after: int, limit: int) -> list[Event]:
+    @_threaded
+    def events(self, evaluation_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
         with self._session() as session:
             row = _row(session, evaluation_id)
             rows = session.scalars(
@@ -492,13 +451,14 @@ class SqlStorage(Storage):
                 .order_by(EventRow.id)
                 .limit(limit)
             )
-            return [_event(event_row, evaluation_id) for event_row in rows]
+            return [_event(event_row, row, terminal_state=False) for event_row in rows]
 
     # -- API keys ------------------------------------------------------------------------
 
-    def _create_api_key(self, name: str) -> tuple[ApiKey, str]:
+    @_threaded
+    def create_api_key(self, name: str) -> tuple[ApiKey, str]:
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
-        with self._session(write=True) as session:
+        with self._session() as session:
             row = ApiKeyRow(
                 name=name, prefix=secret[:10], key_hash=_hash_secret(secret), created_at=_now()
             )
@@ -506,14 +466,16 @@ class SqlStorage(Storage):
             session.flush()
             return _api_key(row), secret
 
-    def _list_api_keys(self) -> list[ApiKey]:
+    @_threaded
+    def list_api_keys(self) -> list[ApiKey]:
         with self._session() as session:
             return [
                 _api_key(row) for row in session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id))
             ]
 
-    def _revoke_api_key(self, key_id: int) -> ApiKey:
-        with self._session(write=True) as session:
+    @_threaded
+    def revoke_api_key(self, key_id: int) -> ApiKey:
+        with self._session() as session:
             row = session.get(ApiKeyRow, key_id)
             if row is None:
                 raise NotFoundError(f"no API key with id {key_id}")
@@ -521,14 +483,16 @@ class SqlStorage(Storage):
                 row.revoked_at = _now()
             return _api_key(row)
 
-    def _has_active_api_keys(self) -> bool:
+    @_threaded
+    def has_active_api_keys(self) -> bool:
         with self._session() as session:
             found = session.scalar(
                 select(ApiKeyRow.id).where(ApiKeyRow.revoked_at.is_(None)).limit(1)
             )
             return found is not None
 
-    def _verify_api_key(self, secret: str) -> ApiKey | None:
+    @_threaded
+    def verify_api_key(self, secret: str) -> ApiKey | None:
         with self._session() as session:
             row = session.scalar(
                 select(ApiKeyRow).where(
@@ -580,19 +544,30 @@ def _row(session: Session, evaluation_id: str) -> EvaluationRow:
     return row
 
 
-def _apply_outcome(row: EvaluationRow, outcome: Outcome, now: datetime) -> None:
+def _record(
+    session: Session, row: EvaluationRow, type_: EventType, data: dict[str, Any], now: datetime
+) -> EventRow:
+    """Add an event of ``row``'s; the storage's listener hears of it once committed."""
+    event_row = EventRow(evaluation_seq=row.seq, type=type_.value, at=now, data=data)
+    session.add(event_row)
+    session.info["recorded"].append((event_row, row))
+    return event_row
+
+
+def _end(session: Session, row: EvaluationRow, outcome: Outcome, now: datetime) -> None:
+    """Record ``outcome`` on the row, with its terminal event."""
     row.status = outcome.status.value
-    row.exit_code = outcome.exit_code
-    row.signal = outcome.signal
-    row.stdout = _storable(outcome.stdout)
-    row.stderr = _storable(outcome.stderr)
-    row.stdout_truncated = outcome.stdout_truncated
-    row.stderr_truncated = outcome.stderr_truncated
-    row.duration_seconds = outcome.duration_seconds
-    row.cpu_time_seconds = outcome.cpu_time_seconds
-    row.peak_memory_bytes = outcome.peak_memory_bytes
-    row.error = _storable(outcome.error)
+    for name, value in outcome.fields().items():
+        setattr(row, name, _storable(value) if isinstance(value, str) else value)
     row.finished_at = now
+    row.lease_until = None
+    terminal = {name: getattr(outcome, name) for name in _TERMINAL_DATA}
+    cancelled = outcome.status is EvaluationStatus.CANCELLED
+    _record(session, row, EventType.CANCELLED if cancelled else EventType.FINISHED, terminal, now)
+
+
+#: What a terminal event's data repeats of the outcome.
+_TERMINAL_DATA = ("status", "exit_code", "signal", "duration_seconds", "error")
 
 
 def _storable(text: str | None) -> str | None:
@@ -601,45 +576,32 @@ def _storable(text: str | None) -> str | None:
     return None if text is None else text.replace("\x00", "\ufffd")
 
 
-def _terminal_data(outcome: Outcome) -> dict[str, Any]:
-    return {
-        "status": outcome.status.value,
-        "exit_code": outcome.exit_code,
-        "signal": outcome.signal,
-        "duration_seconds": outcome.duration_seconds,
-        "error": outcome.error,
-    }
-
-
 def _take_back(
     session: Session, rows: list[EvaluationRow], max_attempts: int, reason: str
 ) -> tuple[list[str], list[str]]:
-    """Interrupted runs: back to the queue (a ``requeued`` event), or ended as ``error``
-    after ``max_attempts``. Returns (requeued ids, ended ids)."""
+    """Interrupted runs: back to the queue (a ``requeued`` event), or ended: ``cancelled``
+    when a cancel was asked for, ``error`` after ``max_attempts``. Returns (requeued ids,
+    ended ids)."""
     requeued: list[str] = []
     ended: list[str] = []
     now = _now()
     for row in rows:
-        if row.attempts < max_attempts:
+        if row.cancel_requested_at is not None:
+            outcome = Outcome(status=EvaluationStatus.CANCELLED, error=f"cancelled ({reason})")
+        elif row.attempts < max_attempts:
             row.status = _QUEUED
             row.started_at = None
             row.lease_until = None
-            session.add(
-                EventRow(evaluation_seq=row.seq, type="requeued", at=now, data={"reason": reason})
-            )
+            _record(session, row, EventType.REQUEUED, {"reason": reason}, now)
             requeued.append(row.id)
+            continue
         else:
             outcome = Outcome(
                 status=EvaluationStatus.ERROR,
                 error=f"interrupted {row.attempts} times ({reason}); not retried",
             )
-            _apply_outcome(row, outcome, now)
-            session.add(
-                EventRow(
-                    evaluation_seq=row.seq, type="finished", at=now, data=_terminal_data(outcome)
-                )
-            )
-            ended.append(row.id)
+        _end(session, row, outcome, now)
+        ended.append(row.id)
     return requeued, ended
 
 
@@ -647,33 +609,23 @@ def _evaluation(row: EvaluationRow) -> Evaluation:
     status = EvaluationStatus(row.status)
     outcome = None
     if status.terminal:
-        outcome = Outcome(
-            status=status,
-            exit_code=row.exit_code,
-            signal=row.signal,
-            stdout=row.stdout,
-            stderr=row.stderr,
-            stdout_truncated=row.stdout_truncated,
-            stderr_truncated=row.stderr_truncated,
-            duration_seconds=row.duration_seconds,
-            cpu_time_seconds=row.cpu_time_seconds,
-            peak_memory_bytes=row.peak_memory_bytes,
-            error=row.error,
-        )
+        outcome = Outcome(status=status, **{name: getattr(row, name) for name in RESULT_FIELDS})
     return Evaluation(
         id=row.id,
         seq=row.seq,
         status=status,
         priority=row.priority,
-        request=ExecutionRequest(
-            code=row.code,
-            language="python",
-            stdin=row.stdin,
-            timeout_seconds=row.timeout_seconds,
-            memory_mb=row.memory_mb,
-            cpus=row.cpus,
-            output_limit_bytes=row.output_limit_bytes,
-            files=dict(row.files),
+        request=ExecutionRequest.model_validate(
+            {
+                "code": row.code,
+                "language": row.language,
+                "stdin": row.stdin,
+                "timeout_seconds": row.timeout_seconds,
+                "memory_mb": row.memory_mb,
+                "cpus": row.cpus,
+                "output_limit_bytes": row.output_limit_bytes,
+                "files": dict(row.files),
+            }
         ),
         labels=dict(row.labels),
         idempotency_key=row.idempotency_key,
@@ -682,19 +634,24 @@ def _evaluation(row: EvaluationRow) -> Evaluation:
         started_at=_utc(row.started_at),
         finished_at=_utc(row.finished_at),
         attempts=row.attempts,
-        executor=row.executor,
+        worker=row.executor,
         batch_id=row.batch_id,
         isolation="batch" if row.isolation == "batch" else "evaluation",
+        cancel_requested=row.cancel_requested_at is not None and not status.terminal,
     )
 
 
-def _event(row: EventRow, evaluation_id: str) -> Event:
+def _event(event_row: EventRow, row: EvaluationRow, *, terminal_state: bool = True) -> Event:
+    """``terminal_state``: a terminal event just recorded carries the evaluation as it ended."""
+    type_ = EventType(event_row.type)
+    ended = terminal_state and type_ in TERMINAL_EVENTS
     return Event(
-        id=row.id,
-        evaluation_id=evaluation_id,
-        type=row.type,
-        at=_utc(row.at) or _now(),
-        data=row.data,
+        id=event_row.id,
+        evaluation_id=row.id,
+        type=type_,
+        at=_utc(event_row.at) or _now(),
+        data=event_row.data,
+        evaluation=_evaluation(row) if ended else None,
     )
 
 
