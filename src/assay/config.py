@@ -4,26 +4,38 @@ Nothing is instantiated at import time: entry points build a :class:`Settings` a
 it down, so tests can build their own.
 
 Example: ``ASSAY_EXECUTION__MAX_TIMEOUT_SECONDS=60`` sets
-``settings.execution.max_timeout_seconds``.
+``settings.execution.max_timeout_seconds``. Every setting lives in a group, except the
+seed's ``EXECUTION_MODE`` and ``EXECUTION_SERVICE_URL`` and ``ASSAY_DATA_DIR``. The flat
+names of earlier versions (``ASSAY_REDIS_URL``, ``ASSAY_EXECUTOR_TOKEN``,
+``ASSAY_EXECUTOR_CAPACITY``) are still read, with a warning; the grouped name wins.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 __all__ = [
     "SANDBOX_IMAGE_REPOSITORY",
     "SANDBOX_IMAGE_VERSION",
     "ApiSettings",
     "ExecutionSettings",
+    "ExecutorSettings",
     "PoolProfileSettings",
     "PoolSettings",
     "QueueSettings",
+    "RedisSettings",
     "Settings",
     "StorageSettings",
 ]
@@ -32,7 +44,16 @@ __all__ = [
 SANDBOX_IMAGE_VERSION = "4"
 SANDBOX_IMAGE_REPOSITORY = "assay-sandbox-python"
 
+logger = logging.getLogger(__name__)
+
 MIB = 1024 * 1024
+
+#: Flat names of earlier versions: (old field, group, field in the group).
+DEPRECATED_NAMES = (
+    ("redis_url", "redis", "url"),
+    ("executor_token", "executor", "token"),
+    ("executor_capacity", "executor", "capacity"),
+)
 
 
 class PoolProfileSettings(BaseModel):
@@ -153,6 +174,27 @@ class QueueSettings(BaseModel):
     batch_sandbox_idle_seconds: float = Field(default=2.0, gt=0, le=600)
 
 
+class RedisSettings(BaseModel):
+    """Redis, when replicas share one database (``ASSAY_REDIS__URL=redis://host:6379/0``):
+    it carries live notices between them (SSE and cancellation then work whichever replica a
+    client talks to) and, with ``ASSAY_QUEUE__BACKEND=celery``, the doorbells."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str | None = None
+
+
+class ExecutorSettings(BaseModel):
+    """The executor service (``assay executor``) and the platform's access to it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Bearer token between platform and executor (``ASSAY_EXECUTOR__TOKEN``); both need it.
+    token: SecretStr | None = None
+    #: Slots of one executor service: executions it runs at once.
+    capacity: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+
+
 class ApiSettings(BaseModel):
     """Limits of the REST API."""
 
@@ -163,6 +205,8 @@ class ApiSettings(BaseModel):
     max_body_bytes: int = Field(default=32 * MIB, ge=1024)
     default_page_size: int = Field(default=50, ge=1)
     max_page_size: int = Field(default=500, ge=1)
+    #: How soon an API key made or revoked with the CLI (another process) takes effect.
+    key_cache_seconds: float = Field(default=2.0, ge=0, le=300)
 
 
 class Settings(BaseSettings):
@@ -186,19 +230,61 @@ class Settings(BaseSettings):
         default="",
         validation_alias=AliasChoices("EXECUTION_SERVICE_URL", "ASSAY_EXECUTION_SERVICE_URL"),
     )
-    #: Bearer token between platform and executor (ASSAY_EXECUTOR_TOKEN); both sides need it.
-    executor_token: SecretStr | None = None
-    #: Slots of one executor service (``assay executor``): executions it runs at once.
-    executor_capacity: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
-    #: Redis (``redis://host:6379/0``) carrying live notices between replicas that share one
-    #: database: SSE and cancellation then work whichever replica a client talks to.
-    redis_url: str | None = None
     #: Directory for the SQLite database and other local state (``ASSAY_DATA_DIR``).
     data_dir: Path = Path(".assay")
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_names(cls, data: Any) -> Any:
+        """``Settings(redis_url=…)`` and the other flat names of earlier versions."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for old, group, name in DEPRECATED_NAMES:
+            if old not in data:
+                continue
+            value = data.pop(old)
+            nested = data.get(group) or {}
+            if isinstance(nested, BaseModel):
+                nested = nested.model_dump()
+            data[group] = {**nested, name: value}
+        return data
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        deprecated = _DeprecatedEnv(settings_cls)
+        return init_settings, env_settings, deprecated, dotenv_settings, file_secret_settings
+
+    # TRANSITION: read-only flat names, until every caller uses the groups.
+    @property
+    def redis_url(self) -> str | None:
+        return self.redis.url
+
+    @property
+    def executor_token(self) -> SecretStr | None:
+        return self.executor.token
+
+    @property
+    def executor_capacity(self) -> int:
+        return self.executor.capacity
+
+    @property
+    def bus_backend(self) -> Literal["memory", "redis"]:
+        """Where live notices travel: this process only, or Redis between replicas."""
+        return "memory" if self.redis.url is None else "redis"
 
     def executor_urls(self) -> list[str]:
         return [
@@ -210,3 +296,21 @@ class Settings(BaseSettings):
         if self.storage.url:
             return self.storage.url
         return f"sqlite:///{(self.data_dir / 'assay.db').resolve()}"
+
+
+class _DeprecatedEnv(EnvSettingsSource):
+    """``ASSAY_REDIS_URL`` and the other flat names of earlier versions, as their groups."""
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for old, group, name in DEPRECATED_NAMES:
+            value = os.environ.get(f"ASSAY_{old.upper()}")
+            if value is None:
+                continue
+            new = f"ASSAY_{group.upper()}__{name.upper()}"
+            logger.warning("ASSAY_%s is deprecated; use %s", old.upper(), new)
+            found.setdefault(group, {})[name] = value
+        return found
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
