@@ -7,14 +7,15 @@ the last event id it saw), and the bus can later be carried between processes un
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from assay.storage import Evaluation
+    from assay.storage import Evaluation, Event
 
 __all__ = ["ALL", "EventBus", "Notice", "Subscription"]
 
@@ -25,8 +26,7 @@ ALL = "*"
 @dataclass(frozen=True, slots=True)
 class Notice:
     evaluation_id: str
-    #: The event's type (queued, started, output, finished, cancelled, requeued), or
-    #: ``cancel_requested``: whichever process runs it should cancel it.
+    #: The type of the event that storage recorded (``assay.storage.EventType``).
     type: str
     #: The evaluation as the publisher stored it, when it had it at hand (never required).
     evaluation: Evaluation | None = None
@@ -35,13 +35,11 @@ class Notice:
 class Subscription:
     def __init__(self, maxsize: int) -> None:
         self._queue: asyncio.Queue[Notice] = asyncio.Queue(maxsize)
-        self.lagged = False
 
     def offer(self, notice: Notice) -> None:
-        try:
+        # A full queue drops the notice: the subscriber re-reads storage anyway.
+        with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(notice)
-        except asyncio.QueueFull:
-            self.lagged = True  # the subscriber re-reads storage anyway: nothing is lost
 
     async def next(self, timeout: float | None = None) -> Notice | None:
         """The next notice, or None after ``timeout`` seconds without one."""
@@ -63,6 +61,12 @@ class EventBus:
 
     async def close(self) -> None:
         """Disconnect (nothing to do here)."""
+
+    def announce(self, events: Sequence[Event]) -> None:
+        """Publish a notice of each event storage recorded (the platform's only publisher:
+        it listens to storage, ``Storage.listen``)."""
+        for event in events:
+            self.publish(event.evaluation_id, event.type, event.evaluation)
 
     def publish(self, evaluation_id: str, type_: str, evaluation: Evaluation | None = None) -> None:
         notice = Notice(evaluation_id, type_, evaluation)

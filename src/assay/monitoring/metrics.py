@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from assay.execution_engine.pool import PoolStats
+from assay.execution_engine import PoolStats
 
 __all__ = ["Metrics", "PoolCollector"]
 
