@@ -1,6 +1,31 @@
-"""Queues that hold evaluations and run them on an execution engine."""
+"""The queue that holds evaluations in storage and runs them on an execution engine.
+:class:`CeleryDoorbell` loads Celery on first use only."""
 
+from typing import TYPE_CHECKING, Any
+
+from assay.queue.doorbell import Doorbell, InProcessDoorbell
+from assay.queue.factory import create_doorbell, create_queue
 from assay.queue.interface import EvaluationQueue, QueueStats
-from assay.queue.local import LocalQueue
+from assay.queue.storage_queue import StorageQueue
 
-__all__ = ["EvaluationQueue", "LocalQueue", "QueueStats"]
+__all__ = [
+    "CeleryDoorbell",
+    "Doorbell",
+    "EvaluationQueue",
+    "InProcessDoorbell",
+    "QueueStats",
+    "StorageQueue",
+    "create_doorbell",
+    "create_queue",
+]
+
+if TYPE_CHECKING:
+    from assay.queue.celery_doorbell import CeleryDoorbell
+
+
+def __getattr__(name: str) -> Any:
+    if name == "CeleryDoorbell":
+        from assay.queue.celery_doorbell import CeleryDoorbell  # noqa: PLC0415
+
+        return CeleryDoorbell
+    raise AttributeError(name)

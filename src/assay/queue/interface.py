@@ -56,6 +56,18 @@ class EvaluationQueue(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def wait(
+        self, evaluation_id: str, timeout: float, *, current: Evaluation | None = None
+    ) -> Evaluation:
+        """The evaluation once it has ended, or as it is after ``timeout`` seconds.
+
+        ``current``: its state, read with no await since (it saves reading it again).
+
+        Raises:
+            NotFoundError.
+        """
+
+    @abc.abstractmethod
     def stats(self) -> QueueStats: ...
 
     async def check_broker(self) -> tuple[bool, str] | None:

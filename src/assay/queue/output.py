@@ -9,8 +9,7 @@ import logging
 from typing import Literal
 
 from assay.errors import StorageError
-from assay.monitoring import EventBus
-from assay.storage import Storage
+from assay.storage import EventType, Storage
 
 __all__ = ["OutputSink"]
 
@@ -21,19 +20,18 @@ Stream = Literal["stdout", "stderr"]
 
 class OutputSink:
     """Coalesces chunks (every ``interval`` seconds or ``max_bytes``) into ``output`` events
-    ``{"stream", "text"}``, in order, decoding UTF-8 across chunk boundaries."""
+    ``{"stream", "text"}``, in order, decoding UTF-8 across chunk boundaries (storage
+    announces each one it records)."""
 
     def __init__(
         self,
         storage: Storage,
-        bus: EventBus,
         evaluation_id: str,
         *,
         interval: float = 0.1,
         max_bytes: int = 64 * 1024,
     ) -> None:
         self._storage = storage
-        self._bus = bus
         self._id = evaluation_id
         self._interval = interval
         self._max_bytes = max_bytes
@@ -86,11 +84,11 @@ class OutputSink:
 
     async def _emit(self, stream: Stream, text: str) -> None:
         try:
-            await self._storage.add_event(self._id, "output", {"stream": stream, "text": text})
+            await self._storage.add_event(
+                self._id, EventType.OUTPUT, {"stream": stream, "text": text}
+            )
         except StorageError as exc:
             logger.warning("lost an output chunk of %s: %s", self._id, exc)
-            return
-        self._bus.publish(self._id, "output")
 
     async def drain(self) -> list[dict[str, str]]:
         """Stop, and return what is not yet stored as ``output`` event data, so the caller can
@@ -107,5 +105,4 @@ class OutputSink:
     async def close(self) -> None:
         """Store everything left."""
         for chunk in await self.drain():
-            await self._storage.add_event(self._id, "output", chunk)
-            self._bus.publish(self._id, "output")
+            await self._storage.add_event(self._id, EventType.OUTPUT, chunk)

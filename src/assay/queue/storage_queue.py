@@ -1,10 +1,10 @@
-"""The monolith's queue: state in storage, workers in this process."""
+"""The queue every topology uses: its state in storage, leased to the workers that claim it."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -21,29 +21,40 @@ from assay.errors import (
 from assay.execution_engine import ExecutionInterface, ExecutionResult
 from assay.monitoring import ALL, EventBus, Metrics
 from assay.queue.batches import BatchSandboxes
+from assay.queue.doorbell import Doorbell
 from assay.queue.interface import EvaluationQueue, QueueStats
 from assay.queue.output import OutputSink
-from assay.storage import Evaluation, EvaluationStatus, NewEvaluation, Outcome, Storage
+from assay.storage import (
+    Evaluation,
+    EvaluationStatus,
+    EventType,
+    NewEvaluation,
+    Outcome,
+    Storage,
+)
 
-__all__ = ["LocalQueue"]
+__all__ = ["StorageQueue"]
 
 logger = logging.getLogger(__name__)
 
-_IDLE_RECHECK_SECONDS = 1.0
-#: Notice asking whichever replica runs an evaluation to cancel it.
-CANCEL_REQUESTED = "cancel_requested"
 #: How long a cancel waits for another replica to end the evaluation before answering.
 _REMOTE_CANCEL_SECONDS = 10.0
+#: How often a worker reads the cancel requests of what it runs (the bus notice is faster,
+#: but only a hint).
+_CANCEL_CHECK_SECONDS = 1.0
 _ENGINE_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 #: Engine failures that no evaluation causes: the evaluation waits in the queue for a fix.
 _ENGINE_DOWN = (EngineUnavailableError, SandboxImageNotFoundError, RuntimeNotAvailableError)
+_WAKING = frozenset({EventType.QUEUED, EventType.REQUEUED})
+_RE_READ = frozenset({EventType.FINISHED, EventType.CANCELLED, EventType.REQUEUED})
 
 
-class LocalQueue(EvaluationQueue):
-    """FIFO within priority, ``concurrency`` workers, bounded by ``max_queued``.
+class StorageQueue(EvaluationQueue):
+    """FIFO within priority, ``concurrency`` runs at once here, bounded by ``max_queued``.
 
     Queued evaluations live only in storage, so they survive a restart; on start, evaluations
-    a crash left ``running`` are re-queued (or ended after ``max_attempts``)."""
+    a crash left ``running`` are re-queued (or ended after ``max_attempts``). The
+    ``doorbell`` tells workers there is work: in-process loops, or Celery's workers."""
 
     def __init__(
         self,
@@ -53,22 +64,19 @@ class LocalQueue(EvaluationQueue):
         metrics: Metrics,
         settings: QueueSettings,
         *,
-        executor: str,
-        poll: bool = True,
+        worker: str,
+        doorbell: Doorbell,
     ) -> None:
         self._storage = storage
         self._engine = engine
         self._bus = bus
         self._metrics = metrics
         self._settings = settings
-        self._executor = executor
-        #: False: no claiming loop here; a task engine calls ``run_next`` (celery_queue.py).
-        self._poll = poll
-        self._wake = asyncio.Event()
-        self._workers: list[asyncio.Task[None]] = []
+        self._worker = worker
+        self._doorbell = doorbell
+        self._tasks: list[asyncio.Task[None]] = []
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancel_requested: set[str] = set()
-        self._stopping = False
         self._engine_failures = 0
         self._engine_ok = asyncio.Event()
         self._engine_ok.set()
@@ -78,7 +86,7 @@ class LocalQueue(EvaluationQueue):
 
     async def start(self) -> None:
         requeued, ended = await self._storage.recover_interrupted(
-            self._executor, self._settings.max_attempts
+            self._worker, self._settings.max_attempts
         )
         if requeued or ended:
             logger.warning(
@@ -86,27 +94,24 @@ class LocalQueue(EvaluationQueue):
                 len(requeued),
                 len(ended),
             )
-        for evaluation_id in requeued:
-            self._bus.publish(evaluation_id, "requeued")
-        for evaluation_id in ended:
-            self._bus.publish(evaluation_id, "finished")
         self._metrics.track(lambda: len(self._running), self._settings.concurrency)
         self._metrics.batch_sandboxes.set_function(lambda: self._batch_sandboxes.open)
-        if not self._settings.run_workers:
-            return
-        self._workers = [
-            asyncio.create_task(self._work(), name=f"assay-worker-{n}")
-            for n in range(self._settings.concurrency if self._poll else 0)
-        ]
-        self._workers.append(asyncio.create_task(self._follow_notices(), name="assay-notices"))
-        self._workers.append(asyncio.create_task(self._keep_leases(), name="assay-leases"))
+        run_here = self._settings.run_workers
+        await self._doorbell.start(
+            self._answer, workers=self._settings.concurrency if run_here else 0
+        )
+        if run_here:
+            self._tasks = [
+                asyncio.create_task(self._follow_notices(), name="assay-notices"),
+                asyncio.create_task(self._keep_leases(), name="assay-leases"),
+            ]
 
     async def stop(self) -> None:
-        self._stopping = True
-        for worker in self._workers:
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        self._workers = []
+        await self._doorbell.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
         await self._batch_sandboxes.close()
 
     async def submit(self, new: Sequence[NewEvaluation]) -> list[tuple[Evaluation, bool]]:
@@ -117,39 +122,47 @@ class LocalQueue(EvaluationQueue):
             raise QueueFullError(
                 exc.message, retry_after=self._settings.retry_after_seconds
             ) from exc
-        created = [evaluation for evaluation, is_new in results if is_new]
-        self._metrics.submitted.inc(len(created))
-        for evaluation in created:
-            self._bus.publish(evaluation.id, "queued")
-        if created:
-            self._wake.set()
+        created = sum(1 for _, is_new in results if is_new)
+        self._metrics.submitted.inc(created)
+        self._doorbell.ring(created)
         return results
 
     async def cancel(self, evaluation_id: str) -> Evaluation:
-        evaluation, cancelled = await self._storage.cancel_queued(evaluation_id)
+        evaluation, cancelled = await self._storage.cancel(evaluation_id)
         if cancelled:
             self._metrics.finished.labels(EvaluationStatus.CANCELLED.value).inc()
-            self._bus.publish(evaluation_id, "cancelled")
             return evaluation
         if evaluation.status is not EvaluationStatus.RUNNING:
             return evaluation
         task = self._running.get(evaluation_id)
         if task is not None:
-            self._cancel_requested.add(evaluation_id)
-            task.cancel()
+            self._stop_run(evaluation_id)
             await asyncio.wait({task})
             return await self._storage.get(evaluation_id)
-        # Another replica runs it: ask over the bus, and answer once it has ended.
+        # Another worker runs it: it reads the request from storage (the bus notice of the
+        # recorded request reaches it sooner). Answer once it has ended, or as it is then.
+        return await self.wait(evaluation_id, _REMOTE_CANCEL_SECONDS, current=evaluation)
+
+    async def wait(
+        self, evaluation_id: str, timeout: float, *, current: Evaluation | None = None
+    ) -> Evaluation:
+        deadline = time.monotonic() + timeout
         with self._bus.subscribe(evaluation_id) as subscription:
-            self._bus.publish(evaluation_id, CANCEL_REQUESTED)
-            deadline = asyncio.get_running_loop().time() + _REMOTE_CANCEL_SECONDS
+            evaluation = current or await self._storage.get(evaluation_id)
             while not evaluation.status.terminal:
-                remaining = deadline - asyncio.get_running_loop().time()
+                remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                await subscription.next(timeout=min(remaining, 1.0))
-                evaluation = await self._storage.get(evaluation_id)
-        return evaluation
+                notice = await subscription.next(timeout=min(remaining, 5.0))
+                if notice is not None and notice.evaluation is not None:
+                    evaluation = notice.evaluation
+                elif notice is None or notice.type in _RE_READ:
+                    evaluation = await self._storage.get(evaluation_id)
+            return evaluation
+
+    @property
+    def doorbell(self) -> Doorbell:
+        return self._doorbell
 
     def stats(self) -> QueueStats:
         return QueueStats(
@@ -157,16 +170,32 @@ class LocalQueue(EvaluationQueue):
             max_queued=self._settings.max_queued,
         )
 
+    async def check_broker(self) -> tuple[bool, str] | None:
+        return await self._doorbell.check()
+
     # -- workers -------------------------------------------------------------------------
 
+    def _stop_run(self, evaluation_id: str) -> None:
+        task = self._running.get(evaluation_id)
+        if task is not None and not task.done():
+            self._cancel_requested.add(evaluation_id)
+            task.cancel()
+
     async def _keep_leases(self) -> None:
-        """Renew the leases of what runs here; take back what dead workers left running."""
+        """Act on cancel requests of what runs here; renew its leases; take back what dead
+        workers left running."""
         lease = self._settings.lease_seconds
+        renewed = time.monotonic()
         while True:
-            await asyncio.sleep(lease / 3)
+            await asyncio.sleep(min(_CANCEL_CHECK_SECONDS, lease / 3))
             try:
                 running = list(self._running)
-                held = await self._storage.renew_leases(self._executor, running, lease)
+                for evaluation_id in await self._storage.cancel_requests(self._worker, running):
+                    self._stop_run(evaluation_id)
+                if time.monotonic() - renewed < lease / 3:
+                    continue
+                renewed = time.monotonic()
+                held = await self._storage.renew_leases(self._worker, running, lease)
                 for evaluation_id in set(running) - held:
                     task = self._running.get(evaluation_id)
                     if task is not None and not task.done():
@@ -182,45 +211,31 @@ class LocalQueue(EvaluationQueue):
                     len(requeued) + len(ended),
                     len(requeued),
                 )
-            for evaluation_id in requeued:
-                self._bus.publish(evaluation_id, "requeued")
-            for evaluation_id in ended:
-                self._bus.publish(evaluation_id, "finished")
-            if requeued:
-                self._wake.set()
+            self._doorbell.ring(len(requeued))
 
     async def _follow_notices(self) -> None:
-        """Wake the workers when another replica queued something; cancel what this process
-        runs when another replica was asked to."""
+        """Wake the workers when another replica queued something; stop a run here when a
+        cancel of it was recorded (storage is read again by ``_keep_leases`` anyway)."""
         with self._bus.subscribe(ALL) as subscription:
             while True:
                 notice = await subscription.next()
                 if notice is None:
                     continue
-                if notice.type in {"queued", "requeued"}:
-                    self._wake.set()
-                if notice.type != CANCEL_REQUESTED:
-                    continue
-                task = self._running.get(notice.evaluation_id)
-                if task is not None and not task.done():
-                    self._cancel_requested.add(notice.evaluation_id)
-                    task.cancel()
+                if notice.type in _WAKING:
+                    self._doorbell.wake()
+                elif notice.type == EventType.CANCEL_REQUESTED:
+                    self._stop_run(notice.evaluation_id)
 
-    async def _work(self) -> None:
-        while not self._stopping:
-            await self._engine_ok.wait()
-            self._wake.clear()
-            if not await self.run_next():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), _IDLE_RECHECK_SECONDS)
+    async def _answer(self) -> bool:
+        await self._engine_ok.wait()
+        return await self.run_next()
 
     async def run_next(self) -> bool:
         """Claim the next queued evaluation (highest priority, then oldest) and run it to
-        its end; False when nothing was queued. The workers' loop, or a task engine's
-        worker when ``poll`` is off."""
+        its end; False when nothing was queued. What a doorbell's worker calls."""
         try:
             evaluation = await self._storage.claim_next(
-                self._executor, lease_seconds=self._settings.lease_seconds
+                self._worker, lease_seconds=self._settings.lease_seconds
             )
         except StorageError as exc:
             logger.error("cannot claim work: %s", exc)
@@ -241,10 +256,9 @@ class LocalQueue(EvaluationQueue):
         return True
 
     async def _execute(self, evaluation: Evaluation) -> None:
-        self._bus.publish(evaluation.id, "started")
         started = evaluation.started_at or datetime.now(UTC)
         self._metrics.queue_wait.observe((started - evaluation.created_at).total_seconds())
-        sink = OutputSink(self._storage, self._bus, evaluation.id)
+        sink = OutputSink(self._storage, evaluation.id)
         try:
             result = await self._run(evaluation, sink)
         except asyncio.CancelledError:
@@ -267,7 +281,7 @@ class LocalQueue(EvaluationQueue):
             outcome = Outcome(status=EvaluationStatus.ERROR, error=exc.message)
         else:
             self._engine_failures = 0
-            outcome = _outcome(result)
+            outcome = Outcome.of(result)
         await self._record(evaluation, outcome, output=await sink.drain())
 
     async def _run(self, evaluation: Evaluation, sink: OutputSink) -> ExecutionResult:
@@ -285,8 +299,7 @@ class LocalQueue(EvaluationQueue):
         """Put the evaluation back and pause every worker for a while: the engine, not the
         program, failed, and failing the whole queue would lose work."""
         reason = f"execution engine unavailable, will retry: {exc.message}"
-        if await self._storage.requeue(evaluation.id, evaluation.attempts, reason):
-            self._bus.publish(evaluation.id, "requeued")
+        await self._requeue(evaluation, reason)
         if not self._engine_ok.is_set():
             return
         delay = _ENGINE_BACKOFF_SECONDS[
@@ -309,8 +322,7 @@ class LocalQueue(EvaluationQueue):
                 f"{exc.message}; running it again (attempt {attempts} of at most "
                 f"{self._settings.max_attempts})"
             )
-            if await self._storage.requeue(evaluation.id, attempts, reason):
-                self._bus.publish(evaluation.id, "requeued")
+            await self._requeue(evaluation, reason)
             return
         message = f"{exc.message}, on each of its {attempts} attempts; giving up"
         await self._record(evaluation, Outcome(status=EvaluationStatus.ERROR, error=message))
@@ -320,11 +332,14 @@ class LocalQueue(EvaluationQueue):
             outcome = Outcome(status=EvaluationStatus.CANCELLED, error="cancelled while running")
             await self._record(evaluation, outcome)
             return
-        requeued = await self._storage.requeue(
-            evaluation.id, evaluation.attempts, "the platform was shutting down"
-        )
-        if requeued:
-            self._bus.publish(evaluation.id, "requeued")
+        await self._requeue(evaluation, "the platform was shutting down")
+
+    async def _requeue(self, evaluation: Evaluation, reason: str) -> None:
+        try:
+            if await self._storage.requeue(evaluation.id, evaluation.attempts, reason):
+                self._doorbell.ring(1)
+        except StorageError as exc:  # its lease expires, and a worker takes it back then
+            logger.error("cannot put %s back in the queue: %s", evaluation.id, exc)
 
     async def _record(
         self, evaluation: Evaluation, outcome: Outcome, *, output: Sequence[dict[str, str]] = ()
@@ -346,26 +361,3 @@ class LocalQueue(EvaluationQueue):
             self._metrics.end_to_end.observe(
                 (finished.finished_at - finished.created_at).total_seconds()
             )
-        if output:
-            self._bus.publish(evaluation.id, "output")
-        self._bus.publish(
-            evaluation.id,
-            "cancelled" if finished.status is EvaluationStatus.CANCELLED else "finished",
-            finished,
-        )
-
-
-def _outcome(result: ExecutionResult) -> Outcome:
-    return Outcome(
-        status=EvaluationStatus(result.status.value),
-        exit_code=result.exit_code,
-        signal=result.signal,
-        stdout=result.stdout,
-        stderr=result.stderr,
-        stdout_truncated=result.stdout_truncated,
-        stderr_truncated=result.stderr_truncated,
-        duration_seconds=result.duration_seconds,
-        cpu_time_seconds=result.cpu_time_seconds,
-        peak_memory_bytes=result.peak_memory_bytes,
-        error=result.error,
-    )
