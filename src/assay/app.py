@@ -1,58 +1,59 @@
 """The orchestrator: builds the platform from Settings (the composition root).
 
-``create_app(settings)`` returns the ASGI application that ``assay serve`` runs: storage,
-the execution engine, the queue, monitoring and the REST API, wired together."""
+The only module that knows every concrete class: it picks each backend through its
+module's factory and hands each part what it needs. ``create_app(settings)`` returns the
+ASGI application that ``assay serve`` runs."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import assert_never
 
 from fastapi import FastAPI
 
+from assay.api import ApiKeys, Services, bind, create_api
 from assay.config import Settings
 from assay.errors import ExecutionError
 from assay.execution_engine import ExecutionInterface
 from assay.execution_engine.factory import create_engine
-from assay.monitoring import EventBus, Metrics
-from assay.queue import EvaluationQueue, LocalQueue
-from assay.storage import Evaluation, Storage, create_storage
+from assay.monitoring import Metrics, create_bus
+from assay.queue import StorageQueue, create_queue
+from assay.storage import create_storage
 
 __all__ = ["Platform", "create_app"]
 
 logger = logging.getLogger(__name__)
 
-_AUTH_CACHE_SECONDS = 2.0
-
 
 class Platform:
-    """Everything the API needs, built from settings; started and stopped as one."""
+    """Storage, engine, bus, metrics and queue, built from settings and wired together;
+    started and stopped as one. Storage's recorded events are announced on the bus."""
 
     def __init__(self, settings: Settings, *, engine: ExecutionInterface | None = None) -> None:
         self.settings = settings
-        self.storage: Storage = create_storage(settings.storage_url())
-        self.engine: ExecutionInterface = engine or create_engine(settings)
-        self.bus = EventBus() if settings.redis_url is None else _redis_bus(settings.redis_url)
+        self.storage = create_storage(settings.storage_url())
+        self.engine = engine or create_engine(settings)
+        self.bus = create_bus(settings)
+        self.storage.listen(self.bus.announce)
         self.metrics = Metrics()
-        parts = (self.storage, self.engine, self.bus, self.metrics, settings.queue)
-        executor = settings.execution.engine_id
-        self.queue: EvaluationQueue
-        match settings.queue.backend:
-            case "local":
-                self.queue = LocalQueue(*parts, executor=executor)
-            case "celery":
-                from assay.queue.celery_queue import CeleryQueue, celery_app  # noqa: PLC0415
+        self.queue: StorageQueue = create_queue(
+            settings, storage=self.storage, engine=self.engine, bus=self.bus, metrics=self.metrics
+        )
+        self.keys = ApiKeys(self.storage, cache_seconds=settings.api.key_cache_seconds)
 
-                app, url = celery_app(settings), settings.redis_url or ""
-                self.queue = CeleryQueue(*parts, executor=executor, app=app, redis_url=url)
-            case unknown:
-                assert_never(unknown)
-        self._auth_checked_at = float("-inf")
-        self._auth_required = False
+    def services(self) -> Services:
+        """What the API's routes are given."""
+        return Services(
+            settings=self.settings,
+            storage=self.storage,
+            queue=self.queue,
+            bus=self.bus,
+            engine=self.engine,
+            metrics=self.metrics,
+            keys=self.keys,
+        )
 
     async def start(self) -> None:
         if self.settings.storage.url is None:
@@ -72,51 +73,16 @@ class Platform:
         await self.bus.close()
         await self.storage.close()
 
-    async def auth_required(self) -> bool:
-        """Whether API keys exist (re-read every few seconds: keys are managed by the CLI)."""
-        now = time.monotonic()
-        if now - self._auth_checked_at > _AUTH_CACHE_SECONDS:
-            self._auth_required = await self.storage.has_active_api_keys()
-            self._auth_checked_at = now
-        return self._auth_required
-
-    async def wait_until_finished(
-        self, evaluation_id: str, timeout: float, *, current: Evaluation | None = None
-    ) -> Evaluation:
-        """The evaluation once terminal, or as it is after ``timeout`` seconds.
-
-        ``current``: its state, read with no await since (it saves reading it again)."""
-        deadline = time.monotonic() + timeout
-        with self.bus.subscribe(evaluation_id) as subscription:
-            evaluation = current or await self.storage.get(evaluation_id)
-            while not evaluation.status.terminal:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                notice = await subscription.next(timeout=min(remaining, 5.0))
-                if notice is not None and notice.evaluation is not None:
-                    evaluation = notice.evaluation
-                elif notice is None or notice.type in {"finished", "cancelled", "requeued"}:
-                    evaluation = await self.storage.get(evaluation_id)
-            return evaluation
-
-
-def _redis_bus(url: str) -> EventBus:
-    from assay.monitoring.redis_bus import RedisEventBus  # noqa: PLC0415 - only with Redis
-
-    return RedisEventBus(url)
-
 
 def create_app(settings: Settings, *, platform: Platform | None = None) -> FastAPI:
     """The ASGI application: the REST API over a platform that starts and stops with it.
 
     A new Platform is built at each start unless ``platform`` is given (tests)."""
-    from assay.api.app import create_api  # noqa: PLC0415 - api imports this module
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         built = platform or Platform(settings)
-        app.state.platform = built
+        bind(app, built.services())
         await built.start()
         try:
             yield

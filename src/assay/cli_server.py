@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import ipaddress
 import logging
-import signal
 import socket
 import sys
 
@@ -123,15 +122,8 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     """The platform's queue workers and engine, no REST API (with ``--port``, its health and
     metrics): until SIGTERM or SIGINT, after which running evaluations are killed and put
     back in the queue."""
-    from assay.api.status_server import StatusServer  # noqa: PLC0415
-    from assay.app import Platform  # noqa: PLC0415
-
     if settings.storage.url is None or settings.storage.url.startswith("sqlite"):
         logger.warning("a worker on SQLite shares it only with processes on this machine")
-    settings = settings.model_copy(
-        update={"queue": settings.queue.model_copy(update={"run_workers": True})}
-    )
-
     listening = None
     if args.port is not None:
         if not _may_listen(settings, args.host, args.port):
@@ -142,33 +134,9 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         except OSError as exc:
             print(f"assay: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
             return 2
-    if settings.queue.backend == "celery":
-        from assay.queue.celery_queue import run_celery_worker  # noqa: PLC0415
+    from assay.worker import run_worker  # noqa: PLC0415
 
-        run_celery_worker(settings, listening)
-        return 0
-
-    async def work() -> None:
-        platform = Platform(settings)
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stopping.set)
-        server = StatusServer(platform, listening) if listening else None
-        await platform.start()
-        if server is not None:
-            server.start()
-        logger.warning(
-            "worker %s: %d at once", settings.execution.engine_id, settings.queue.concurrency
-        )
-        try:
-            await stopping.wait()
-        finally:
-            if server is not None:
-                await asyncio.shield(server.stop())
-            await asyncio.shield(platform.stop())
-
-    asyncio.run(work())
+    run_worker(settings, listening)
     return 0
 
 
@@ -178,7 +146,7 @@ def _executor(args: argparse.Namespace, settings: Settings) -> int:
     from assay.execution_engine.local import LocalExecutionEngine  # noqa: PLC0415
     from assay.executor_service import create_executor_app  # noqa: PLC0415
 
-    token = settings.executor_token.get_secret_value() if settings.executor_token else ""
+    token = settings.executor.token.get_secret_value() if settings.executor.token else ""
     if len(token) < 16:
         print(
             "assay: the executor refuses to start without ASSAY_EXECUTOR_TOKEN (16 characters "
@@ -187,10 +155,10 @@ def _executor(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 2
     app = create_executor_app(
-        LocalExecutionEngine(settings.execution), token=token, capacity=settings.executor_capacity
+        LocalExecutionEngine(settings.execution), token=token, capacity=settings.executor.capacity
     )
     logger.warning(
-        "executor on http://%s:%d with %d slots", args.host, args.port, settings.executor_capacity
+        "executor on http://%s:%d with %d slots", args.host, args.port, settings.executor.capacity
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

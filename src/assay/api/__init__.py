@@ -1,3 +1,30 @@
 """The REST API (FastAPI): /api/v1, health, metrics; OpenAPI at /docs and /openapi.json; the
-web page at /. The application is built by :func:`assay.api.app.create_api`; this package
-imports nothing heavy, so clients can use :mod:`assay.api.schemas` alone."""
+web page at /. The application is built by :func:`create_api` over the :class:`Services`
+given with :func:`bind`. Importing this package loads nothing heavy (the names below load
+on first use), so clients can use :mod:`assay.api.schemas` alone."""
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["ApiKeys", "Services", "StatusServer", "bind", "create_api"]
+
+if TYPE_CHECKING:
+    from assay.api.app import create_api
+    from assay.api.auth import ApiKeys
+    from assay.api.deps import Services, bind
+    from assay.api.status_server import StatusServer
+
+_HOMES = {
+    "ApiKeys": "assay.api.auth",
+    "Services": "assay.api.deps",
+    "StatusServer": "assay.api.status_server",
+    "bind": "assay.api.deps",
+    "create_api": "assay.api.app",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(name)
+    import importlib  # noqa: PLC0415
+
+    return getattr(importlib.import_module(_HOMES[name]), name)

@@ -19,7 +19,7 @@ __all__ = ["create_api"]
 
 
 def create_api(settings: Settings, *, lifespan: Lifespan[FastAPI]) -> FastAPI:
-    """The FastAPI application; ``lifespan`` must set ``app.state.platform``."""
+    """The FastAPI application; ``lifespan`` must give it its services (``deps.bind``)."""
     app = FastAPI(
         title="Assay",
         version=__version__,

@@ -1,36 +1,82 @@
-"""FastAPI dependencies: the platform, and API-key authentication."""
+"""FastAPI dependencies: each route asks for the parts it uses (storage, queue, bus,
+settings…), never the whole platform; and API-key authentication."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from assay.app import Platform
-from assay.errors import AuthenticationError
+from assay.api.auth import ApiKeys
+from assay.config import Settings
+from assay.execution_engine import ExecutionInterface
+from assay.monitoring import EventBus, Metrics
+from assay.queue import EvaluationQueue
+from assay.storage import Storage
 
-__all__ = ["PlatformDep", "require_api_key"]
+__all__ = [
+    "BusDep",
+    "EngineDep",
+    "MetricsDep",
+    "QueueDep",
+    "Services",
+    "SettingsDep",
+    "StorageDep",
+    "bind",
+    "require_api_key",
+]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key made with `assay keys create`.")
 
 
-def get_platform(request: Request) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the routes are given: built by the composition root (``assay.app``)."""
+
+    settings: Settings
+    storage: Storage
+    queue: EvaluationQueue
+    bus: EventBus
+    engine: ExecutionInterface
+    metrics: Metrics
+    keys: ApiKeys
 
 
-PlatformDep = Annotated[Platform, Depends(get_platform)]
+def bind(app: FastAPI, services: Services) -> None:
+    """Give ``app``'s routes their services (in its lifespan, before it serves)."""
+    app.state.services = services
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _part(name: str) -> Any:
+    """A dependency on one of the services, by name."""
+
+    def get(request: Request) -> object:
+        return getattr(_services(request), name)
+
+    return Depends(get)
+
+
+SettingsDep = Annotated[Settings, _part("settings")]
+StorageDep = Annotated[Storage, _part("storage")]
+QueueDep = Annotated[EvaluationQueue, _part("queue")]
+BusDep = Annotated[EventBus, _part("bus")]
+EngineDep = Annotated[ExecutionInterface, _part("engine")]
+MetricsDep = Annotated[Metrics, _part("metrics")]
 
 
 async def require_api_key(
-    platform: PlatformDep,
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
     """Open when no API key exists (only allowed on loopback); otherwise a valid key."""
-    if not await platform.auth_required():
-        return
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise AuthenticationError("this server requires an API key: Authorization: Bearer <key>")
-    if await platform.storage.verify_api_key(credentials.credentials) is None:
-        raise AuthenticationError("invalid or revoked API key")
+    if credentials is None:
+        await _services(request).keys.check(None, None)
+    else:
+        await _services(request).keys.check(credentials.scheme, credentials.credentials)

@@ -115,9 +115,14 @@ class EvaluationOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     attempts: int
-    executor: str | None
+    executor: str | None = Field(
+        description="The engine id of the worker that runs (or last ran) it."
+    )
     batch_id: str | None = Field(default=None, description="The batch it was submitted in.")
     isolation: Isolation = "evaluation"
+    cancel_requested: bool = Field(
+        default=False, description="A cancel was asked for while it ran; it ends soon."
+    )
     exit_code: int | None = None
     signal: int | None = None
     stdout: str | None = None
@@ -137,18 +142,7 @@ class EvaluationOut(BaseModel):
         outcome = evaluation.outcome
         result: dict[str, Any] = {}
         if outcome is not None:
-            result = {
-                "exit_code": outcome.exit_code,
-                "signal": outcome.signal,
-                "stdout": outcome.stdout,
-                "stderr": outcome.stderr,
-                "stdout_truncated": outcome.stdout_truncated,
-                "stderr_truncated": outcome.stderr_truncated,
-                "duration_seconds": outcome.duration_seconds,
-                "cpu_time_seconds": outcome.cpu_time_seconds,
-                "peak_memory_bytes": outcome.peak_memory_bytes,
-                "error": outcome.error,
-            }
+            result = outcome.fields()
         request = None
         if with_request:
             request = RequestOut.model_validate(evaluation.request.model_dump())
@@ -162,9 +156,10 @@ class EvaluationOut(BaseModel):
             started_at=evaluation.started_at,
             finished_at=evaluation.finished_at,
             attempts=evaluation.attempts,
-            executor=evaluation.executor,
+            executor=evaluation.worker,
             batch_id=evaluation.batch_id,
             isolation=evaluation.isolation,
+            cancel_requested=evaluation.cancel_requested,
             request=request,
             **result,
         )

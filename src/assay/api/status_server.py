@@ -7,32 +7,29 @@ import asyncio
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 import uvicorn
 from fastapi import FastAPI
 
 from assay import __version__
+from assay.api.deps import Services, bind
 from assay.api.errors import install_error_handlers
 from assay.api.routes import health
-
-if TYPE_CHECKING:
-    from assay.app import Platform
 
 __all__ = ["StatusServer"]
 
 
 class StatusServer:
-    """Serves the health routes of ``platform`` on a listening socket (bound by the caller,
+    """Serves the health routes over ``services`` on a listening socket (bound by the caller,
     so that a taken port is reported before anything starts), on the running event loop.
     ``/metrics`` needs an API key once one exists, as on ``assay serve``."""
 
-    def __init__(self, platform: Platform, listening: socket.socket) -> None:
+    def __init__(self, services: Services, listening: socket.socket) -> None:
         self._socket = listening
         app = FastAPI(title="Assay worker", version=__version__, docs_url=None, redoc_url=None)
         install_error_handlers(app)
         app.include_router(health.router)
-        app.state.platform = platform
+        bind(app, services)
         config = uvicorn.Config(
             app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2
         )

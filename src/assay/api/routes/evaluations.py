@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import StringConstraints
 
-from assay.api.deps import PlatformDep
+from assay.api.deps import BusDep, QueueDep, SettingsDep, StorageDep
 from assay.api.schemas import (
     BatchCreate,
     BatchOut,
@@ -24,10 +24,11 @@ from assay.api.schemas import (
     StoredText,
 )
 from assay.api.strict_json import StrictJsonRoute
-from assay.app import Platform
+from assay.config import Settings
 from assay.errors import InvalidRequestError
 from assay.execution_engine import resolve_request
-from assay.storage import EvaluationStatus, Isolation, NewEvaluation
+from assay.monitoring import EventBus
+from assay.storage import TERMINAL_EVENTS, EvaluationStatus, Isolation, NewEvaluation, Storage
 
 __all__ = ["router"]
 
@@ -36,7 +37,6 @@ router = APIRouter(prefix="/evaluations", tags=["evaluations"], route_class=Stri
 _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 422, 429, 503)
 }
-_TERMINAL_EVENTS = {"finished", "cancelled"}
 _KEEPALIVE_SECONDS = 15.0
 
 Wait = Annotated[
@@ -58,7 +58,7 @@ LastEventId = Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=2**63
 
 
 def _new(
-    platform: Platform,
+    settings: Settings,
     body: EvaluationCreate,
     key: str | None,
     *,
@@ -66,7 +66,7 @@ def _new(
     isolation: Isolation = "evaluation",
 ) -> NewEvaluation:
     request = body.execution_request()
-    resolve_request(request, platform.settings.execution)  # raises naming the bad field
+    resolve_request(request, settings.execution)  # raises naming the bad field
     return NewEvaluation(
         request=request,
         priority=body.priority,
@@ -88,19 +88,21 @@ def _new(
 )
 async def submit(
     body: EvaluationCreate,
-    platform: PlatformDep,
+    *,
+    queue: QueueDep,
+    settings: SettingsDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
     wait: Wait = 0,
 ) -> EvaluationOut:
     """Queue one evaluation (202). With ?wait=S, answer when it ends if within S seconds (200)."""
-    [(evaluation, created)] = await platform.queue.submit([_new(platform, body, idempotency_key)])
+    [(evaluation, created)] = await queue.submit([_new(settings, body, idempotency_key)])
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
-    wait = min(wait, platform.settings.api.max_wait_seconds)
+    wait = min(wait, settings.api.max_wait_seconds)
     if wait > 0 and not evaluation.status.terminal:
         # Subscribing happens before any await, so the just-created state is still current.
-        evaluation = await platform.wait_until_finished(evaluation.id, wait, current=evaluation)
+        evaluation = await queue.wait(evaluation.id, wait, current=evaluation)
     if evaluation.status.terminal or not created:
         response.status_code = 200
     return EvaluationOut.of(evaluation)
@@ -108,12 +110,16 @@ async def submit(
 
 @router.post("/batch", status_code=202, response_model=BatchOut, responses=_ERRORS)
 async def submit_batch(
-    body: BatchCreate, platform: PlatformDep, idempotency_key: IdempotencyKey = None
+    body: BatchCreate,
+    *,
+    queue: QueueDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> BatchOut:
     """Queue several evaluations at once, all or none. An Idempotency-Key applies to each
     evaluation as ``<key>:<index>``. With ``isolation: batch`` they may share sandboxes of
     this batch alone, reset between programs."""
-    limit = platform.settings.api.max_batch_size
+    limit = settings.api.max_batch_size
     if len(body.evaluations) > limit:
         raise InvalidRequestError(
             f"batch has {len(body.evaluations)} evaluations; the limit is {limit}",
@@ -124,12 +130,12 @@ async def submit_batch(
     for index, item in enumerate(body.evaluations):
         key = None if idempotency_key is None else f"{idempotency_key}:{index}"
         try:
-            new.append(_new(platform, item, key, batch_id=batch_id, isolation=body.isolation))
+            new.append(_new(settings, item, key, batch_id=batch_id, isolation=body.isolation))
         except InvalidRequestError as exc:
             raise InvalidRequestError(
                 f"evaluations[{index}]: {exc.message}", field=f"evaluations[{index}].{exc.field}"
             ) from exc
-    results = await platform.queue.submit(new)
+    results = await queue.submit(new)
     first = results[0][0]
     return BatchOut(
         batch_id=first.batch_id or batch_id,
@@ -140,7 +146,9 @@ async def submit_batch(
 
 @router.get("", response_model=EvaluationList, responses=_ERRORS)
 async def list_evaluations(
-    platform: PlatformDep,
+    *,
+    storage: StorageDep,
+    settings: SettingsDep,
     status: Annotated[list[EvaluationStatus] | None, Query(description="Repeatable.")] = None,
     label: Annotated[
         list[StoredText] | None, Query(description="key:value, repeatable; all must match.")
@@ -155,9 +163,8 @@ async def list_evaluations(
         if not sep or not key:
             raise InvalidRequestError(f"label filter {item!r} must be key:value", field="label")
         labels[key] = value
-    settings = platform.settings.api
-    size = min(limit or settings.default_page_size, settings.max_page_size)
-    page = await platform.storage.list_evaluations(
+    size = min(limit or settings.api.default_page_size, settings.api.max_page_size)
+    page = await storage.list_evaluations(
         statuses=status or [], labels=labels, cursor=cursor, limit=size
     )
     return EvaluationList(
@@ -168,20 +175,25 @@ async def list_evaluations(
 
 @router.get("/{evaluation_id}", response_model=EvaluationOut, responses=_ERRORS)
 async def get_evaluation(
-    evaluation_id: EvaluationId, platform: PlatformDep, wait: Wait = 0
+    evaluation_id: EvaluationId,
+    *,
+    storage: StorageDep,
+    queue: QueueDep,
+    settings: SettingsDep,
+    wait: Wait = 0,
 ) -> EvaluationOut:
     """One evaluation. With ?wait=S, answer as soon as it ends, or after S seconds."""
-    wait = min(wait, platform.settings.api.max_wait_seconds)
+    wait = min(wait, settings.api.max_wait_seconds)
     if wait > 0:
-        return EvaluationOut.of(await platform.wait_until_finished(evaluation_id, wait))
-    return EvaluationOut.of(await platform.storage.get(evaluation_id))
+        return EvaluationOut.of(await queue.wait(evaluation_id, wait))
+    return EvaluationOut.of(await storage.get(evaluation_id))
 
 
 @router.post("/{evaluation_id}/cancel", response_model=EvaluationOut, responses=_ERRORS)
-async def cancel(evaluation_id: EvaluationId, platform: PlatformDep) -> EvaluationOut:
+async def cancel(evaluation_id: EvaluationId, queue: QueueDep) -> EvaluationOut:
     """Cancel a queued or running evaluation (its sandbox is killed). An evaluation that has
     already ended is returned unchanged."""
-    return EvaluationOut.of(await platform.queue.cancel(evaluation_id))
+    return EvaluationOut.of(await queue.cancel(evaluation_id))
 
 
 @router.get(
@@ -191,28 +203,31 @@ async def cancel(evaluation_id: EvaluationId, platform: PlatformDep) -> Evaluati
 )
 async def events(
     evaluation_id: EvaluationId,
-    platform: PlatformDep,
+    storage: StorageDep,
+    bus: BusDep,
     last_event_id: LastEventId = None,
 ) -> StreamingResponse:
     """Server-Sent Events: the evaluation's past events, then live ones (output chunks
     while it runs); the stream ends after the terminal event. Resumes after Last-Event-ID."""
-    await platform.storage.get(evaluation_id)  # 404 before the stream starts
+    await storage.get(evaluation_id)  # 404 before the stream starts
     return StreamingResponse(
-        _stream(platform, evaluation_id, last_event_id or 0),
+        _stream(storage, bus, evaluation_id, last_event_id or 0),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _stream(platform: Platform, evaluation_id: str, after: int) -> AsyncIterator[str]:
-    with platform.bus.subscribe(evaluation_id) as subscription:
+async def _stream(
+    storage: Storage, bus: EventBus, evaluation_id: str, after: int
+) -> AsyncIterator[str]:
+    with bus.subscribe(evaluation_id) as subscription:
         while True:
-            batch = await platform.storage.events(evaluation_id, after=after, limit=500)
+            batch = await storage.events(evaluation_id, after=after, limit=500)
             for event in batch:
                 after = event.id
                 payload = EventOut.of(event).model_dump_json()
                 yield f"id: {event.id}\nevent: {event.type}\ndata: {payload}\n\n"
-                if event.type in _TERMINAL_EVENTS:
+                if event.type in TERMINAL_EVENTS:
                     return
             if len(batch) == 500:
                 continue

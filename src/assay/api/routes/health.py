@@ -9,7 +9,14 @@ from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from assay.api.deps import PlatformDep, require_api_key
+from assay.api.deps import (
+    EngineDep,
+    MetricsDep,
+    QueueDep,
+    SettingsDep,
+    StorageDep,
+    require_api_key,
+)
 from assay.api.strict_json import StrictJsonRoute
 from assay.errors import StorageError
 
@@ -27,22 +34,24 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"description": "Engine or storage not reachable."}})
-async def readyz(platform: PlatformDep) -> JSONResponse:
+async def readyz(
+    settings: SettingsDep, engine: EngineDep, queue: QueueDep, storage: StorageDep
+) -> JSONResponse:
     """Ready when the execution engine, storage and (for a worker) the broker answer."""
     checks: dict[str, Any] = {}
     ready = True
-    if platform.settings.queue.run_workers:
-        health = await platform.engine.check_health()
+    if settings.queue.run_workers:
+        health = await engine.check_health()
         checks["engine"] = {"ok": health.healthy, "detail": health.detail, **health.facts}
         ready &= health.healthy
     else:
         checks["engine"] = {"ok": True, "detail": "not used: other replicas run evaluations"}
-    if (broker := await platform.queue.check_broker()) is not None:
+    if (broker := await queue.check_broker()) is not None:
         checks["broker"] = {"ok": broker[0], "detail": broker[1]}
         # A worker without its broker gets no work; a replica still accepts and stores.
-        ready &= broker[0] or not platform.settings.queue.run_workers
+        ready &= broker[0] or not settings.queue.run_workers
     try:
-        await platform.storage.ping()
+        await storage.ping()
         checks["storage"] = {"ok": True, "detail": "ok"}
     except StorageError as exc:
         checks["storage"] = {"ok": False, "detail": exc.message}
@@ -54,11 +63,11 @@ async def readyz(platform: PlatformDep) -> JSONResponse:
 
 
 @router.get("/metrics", dependencies=[Depends(require_api_key)], response_class=Response)
-async def metrics(platform: PlatformDep) -> Response:
+async def metrics(metrics: MetricsDep, engine: EngineDep, storage: StorageDep) -> Response:
     """Prometheus text format."""
-    platform.metrics.pool.update(await platform.engine.pool_stats())
+    metrics.pool.update(await engine.pool_stats())
     try:
-        platform.metrics.queue_depth.set(await platform.storage.count_queued())
+        metrics.queue_depth.set(await storage.count_queued())
     except StorageError as exc:  # the rest still renders; /readyz reports the storage
         logger.warning("assay_queue_depth not refreshed: %s", exc.message)
-    return Response(platform.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from assay.api.deps import PlatformDep
+from assay.api.deps import EngineDep, QueueDep, StorageDep
 from assay.api.schemas import PoolOut, QueueOut
 from assay.api.strict_json import StrictJsonRoute
 from assay.storage import EvaluationStatus
@@ -16,10 +16,10 @@ router = APIRouter(tags=["queue"], route_class=StrictJsonRoute)
 
 
 @router.get("/queue", response_model=QueueOut)
-async def queue(platform: PlatformDep) -> QueueOut:
-    counts = await platform.storage.counts()
-    stats = platform.queue.stats()
-    pools = await platform.engine.pool_stats()
+async def queue(storage: StorageDep, queue: QueueDep, engine: EngineDep) -> QueueOut:
+    counts = await storage.counts()
+    stats = queue.stats()
+    pools = await engine.pool_stats()
     return QueueOut(
         depth=counts[EvaluationStatus.QUEUED],
         running=counts[EvaluationStatus.RUNNING],
