@@ -26,6 +26,7 @@ lint:
 	@scripts/bootstrap --python-only
 	$(BIN)/ruff check src tests bench scripts/register-runsc scripts/derive-seccomp
 	$(BIN)/ruff format --check src tests bench scripts/register-runsc scripts/derive-seccomp
+	$(BIN)/lint-imports
 
 format:
 	$(BIN)/ruff format src tests bench
