@@ -19,7 +19,6 @@ import secrets
 import socket
 import statistics
 import time
-from typing import Any
 
 from _common import cpu_seconds
 from assay.config import ExecutionSettings
@@ -27,18 +26,18 @@ from assay.execution_engine.attach import encode_payload
 from assay.execution_engine.docker_daemon import DockerDaemon
 from assay.execution_engine.docker_engine import DockerEngine
 from assay.execution_engine.output import OutputCollector
-from assay.execution_engine.pool import Profile
+from assay.execution_engine.sandbox_spec import Profile, SandboxSpec
 
 PHASES = ["create", "attach", "start", "program", "stops and goes by itself"]
 
 
-def one(daemon: DockerDaemon, image: str, config: dict[str, Any]) -> list[tuple[float, float]]:
+def one(daemon: DockerDaemon, spec: SandboxSpec) -> list[tuple[float, float]]:
     marks = [(time.perf_counter(), cpu_seconds())]
 
     def mark() -> None:
         marks.append((time.perf_counter(), cpu_seconds()))
 
-    container_id = daemon.create_container(image, **config)
+    container_id = daemon.create_from_config(spec.config, name=spec.name)
     mark()
     sock = daemon.attach(container_id)
     mark()
@@ -77,15 +76,15 @@ def main() -> None:
     settings = ExecutionSettings(engine_id="bench-phases", pool={"size": 0})
     daemon = DockerDaemon(settings.docker_host, timeout=60)
 
-    async def sandbox_configs(count: int) -> list[dict[str, Any]]:
-        """The engine's own create arguments, one set per container (each has its name)."""
+    async def sandbox_specs(count: int) -> list[SandboxSpec]:
+        """The engine's own sandbox specs, one per container (each has its name)."""
         async with DockerEngine(settings) as engine:
             await engine.start()
             profile = Profile(settings.default_memory_mb, settings.default_cpus)
-            return [engine.container_config(profile) for _ in range(count)]
+            return [engine.spec(profile) for _ in range(count)]
 
-    configs = asyncio.run(sandbox_configs(args.n + 1))
-    runs = [one(daemon, settings.image, config) for config in configs][1:]
+    specs = asyncio.run(sandbox_specs(args.n + 1))
+    runs = [one(daemon, spec) for spec in specs][1:]
     daemon.close()
     print(f"cold execution of print('ok'), phase by phase, median of {args.n}")
     print(f"{'phase':<26}{'wall ms':>9}{'CPU ms':>9}")

@@ -33,7 +33,8 @@ import httpx
 from _common import cpu_seconds, percentile, serving
 from assay.config import ExecutionSettings
 from assay.execution_engine import ExecutionRequest, ExecutionStatus
-from assay.execution_engine.docker_engine import SANDBOX_UID, DockerEngine
+from assay.execution_engine.docker_engine import DockerEngine
+from assay.execution_engine.sandbox_spec import SANDBOX_UID
 from programs import short_programs
 
 TRIVIAL = "print('ok')"

@@ -17,8 +17,9 @@ from assay.execution_engine import (
     ExecutionResult,
     ExecutionStatus,
 )
-from assay.execution_engine.docker_engine import INIT_PATH, SANDBOX_UID, DockerEngine
+from assay.execution_engine.docker_engine import DockerEngine
 from assay.execution_engine.interface import BatchSandbox, OutputCallback
+from assay.execution_engine.sandbox_spec import INIT_PATH, SANDBOX_UID
 
 TEST_ENGINE_PREFIX = "test-"
 #: The OCI runtime every test sandbox runs under (``make test`` runs the contract and

@@ -18,7 +18,7 @@ import pytest
 
 from assay.client import AsyncAssayClient
 from assay.execution_engine.docker_daemon import DockerDaemon
-from assay.execution_engine.docker_engine import LABEL_ENGINE, LABEL_OWNER
+from assay.execution_engine.sandbox_spec import LABEL_ENGINE, LABEL_OWNER
 from tests.e2e.test_crash_recovery import free_port, start_server, wait_ready
 from tests.sandbox import TEST_ENGINE_PREFIX
 

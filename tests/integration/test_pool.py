@@ -14,9 +14,10 @@ from assay.config import ExecutionSettings
 from assay.errors import ExecutionError
 from assay.execution_engine import ExecutionStatus
 from assay.execution_engine.docker_daemon import DockerDaemon
-from assay.execution_engine.docker_engine import LABEL_ENGINE, DockerEngine
+from assay.execution_engine.docker_engine import DockerEngine
 from assay.execution_engine.protocol import POOL_PATH
 from assay.execution_engine.remote import RemoteExecutionEngine
+from assay.execution_engine.sandbox_spec import LABEL_ENGINE
 from tests.conftest import EXECUTOR_TOKEN, docker_unavailable, leftover_containers, running_executor
 from tests.sandbox import cold, idle_sandbox_containers, make_settings, run
 

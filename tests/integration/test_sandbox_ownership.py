@@ -14,12 +14,8 @@ import pytest
 from assay.errors import SandboxLostError
 from assay.execution_engine import ExecutionRequest, ExecutionStatus
 from assay.execution_engine.docker_daemon import DockerDaemon
-from assay.execution_engine.docker_engine import (
-    LABEL_ENGINE,
-    LABEL_MANAGED,
-    LABEL_OWNER,
-    DockerEngine,
-)
+from assay.execution_engine.docker_engine import DockerEngine
+from assay.execution_engine.sandbox_spec import LABEL_ENGINE, LABEL_MANAGED, LABEL_OWNER
 from tests.conftest import leftover_containers
 from tests.sandbox import PRINT_CONTAINER_ID, make_settings
 

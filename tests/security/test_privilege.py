@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from assay.execution_engine import ExecutionStatus
-from assay.execution_engine.docker_engine import SANDBOX_UID, DockerEngine
+from assay.execution_engine.docker_engine import DockerEngine
 from assay.execution_engine.isolation import GVISOR
+from assay.execution_engine.sandbox_spec import SANDBOX_UID
 from tests.sandbox import TEST_RUNTIME, assert_healthy, run
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from assay.execution_engine.docker_engine import INIT_PATH, SANDBOX_ENV, DockerEngine
+from assay.execution_engine.docker_engine import DockerEngine
+from assay.execution_engine.sandbox_spec import INIT_PATH, SANDBOX_ENV
 from tests.sandbox import run
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from assay.execution_engine.pool import Profile, WarmPool
+from assay.execution_engine.pool import WarmPool
+from assay.execution_engine.sandbox_spec import Profile
 
 DEFAULT = Profile(256, 1.0)
 BIG = Profile(1024, 2.0)

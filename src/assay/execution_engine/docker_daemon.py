@@ -164,8 +164,17 @@ class DockerDaemon:
     # -- containers ----------------------------------------------------------------------
 
     def create_container(self, image: str, **config: Any) -> str:
+        """Create a container from docker-py's keyword arguments."""
         with self._translated(image):
             created = self._api.create_container(image, **config)
+        return str(created["Id"])
+
+    def create_from_config(self, config: Mapping[str, Any], *, name: str) -> str:
+        """Create container ``name`` from the body of ``POST /containers/create`` as is."""
+        with self._translated(str(config.get("Image"))):
+            created = self._api.create_container_from_config(  # type: ignore[no-untyped-call]
+                dict(config), name=name
+            )
         return str(created["Id"])
 
     def host_config(self, **options: Any) -> dict[str, Any]:

@@ -2,10 +2,9 @@
 
 One execution, start to end (all blocking Docker calls run on a worker thread):
 
-1. take a started container from the warm pool (``pool.py``) or, cold, create one: no
-   network, read-only root, tmpfs working directory and /tmp, non-root user, no capabilities,
-   no-new-privileges, Assay's seccomp profile, the configured OCI runtime, pids/memory/CPU/
-   ulimit caps, no log driver, AutoRemove, labelled with this engine's id and owner;
+1. take a started container from the warm pool (``pool.py``) or, cold, create one as
+   ``sandbox_spec.py`` describes it (no network, no capabilities, Assay's seccomp profile,
+   resource caps, AutoRemove, labelled with this engine's id and owner);
 2. attach to its stdin/stdout/stderr before starting it, and send the program in through
    stdin (no host path is ever mounted) to the sandbox's own PID 1 (``sandbox_init.c``),
    which has been waiting for it. The attach stays open until the sandbox is done: it is the
@@ -64,6 +63,7 @@ from assay.execution_engine.interface import (
     EngineHealth,
     ExecutionInterface,
     OutputCallback,
+    PoolStats,
 )
 from assay.execution_engine.isolation import GVISOR, Isolation, load_seccomp_profile
 from assay.execution_engine.models import (
@@ -74,36 +74,20 @@ from assay.execution_engine.models import (
     resolve_request,
 )
 from assay.execution_engine.output import CollectedOutput, OutputCollector
-from assay.execution_engine.pool import PoolStats, Profile, WarmPool
+from assay.execution_engine.pool import WarmPool
 from assay.execution_engine.reaper import CLEAN_CLOSE, start_reaper
+from assay.execution_engine.sandbox_spec import (
+    LABEL_MANAGED,
+    LABEL_OWNER,
+    Profile,
+    SandboxSpec,
+    sandbox_spec,
+)
 
-__all__ = [
-    "INIT_PATH",
-    "LABEL_ENGINE",
-    "LABEL_MANAGED",
-    "LABEL_OWNER",
-    "SANDBOX_UID",
-    "DockerEngine",
-]
+__all__ = ["DockerEngine"]
 
 logger = logging.getLogger(__name__)
 
-LABEL_MANAGED = "assay.managed"
-LABEL_ENGINE = "assay.engine"
-LABEL_SANDBOX = "assay.sandbox"
-#: Unique to one engine instance (one process): only its owner ever touches a running sandbox.
-LABEL_OWNER = "assay.owner"
-SANDBOX_UID = 10001
-#: The supervisor (``sandbox_init.c``), compiled into the image by ``assay image build``.
-INIT_PATH = "/usr/local/libexec/assay-init"
-WORKDIR = "/workspace"
-SANDBOX_ENV = {
-    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    "HOME": WORKDIR,
-    "LANG": "C.UTF-8",
-    "PYTHONUNBUFFERED": "1",
-    "PYTHONDONTWRITEBYTECODE": "1",
-}
 #: How long a finished sandbox may take to stop (and be removed) by itself before it is
 #: removed by force.
 _EXIT_GRACE_SECONDS = 2.0
@@ -412,6 +396,20 @@ class DockerEngine(ExecutionInterface):
             except ExecutionError as exc:
                 logger.warning("could not kill sandbox %s: %s", run.container_id[:12], exc)
 
+    def spec(self, profile: Profile) -> SandboxSpec:
+        """A new sandbox of this engine with ``profile``'s limits (once it has started)."""
+        return sandbox_spec(
+            self._settings,
+            profile,
+            isolation=self._require_isolation(),
+            owner=self.owner,
+            token=secrets.token_hex(8),
+        )
+
+    def _create(self, daemon: DockerDaemon, profile: Profile) -> str:
+        spec = self.spec(profile)
+        return daemon.create_from_config(spec.config, name=spec.name)
+
     def _run(self, run: _Run) -> ExecutionResult:
         daemon = self._require_daemon()
         if run.warm_id is not None:
@@ -422,9 +420,7 @@ class DockerEngine(ExecutionInterface):
                 logger.warning("pooled sandbox %s had died; running cold", run.warm_id[:12])
             finally:
                 self._dispose(run.warm_id, now=run.cancelled.is_set())
-        run.container_id = daemon.create_container(
-            self._settings.image, **self.container_config(run.profile)
-        )
+        run.container_id = self._create(daemon, run.profile)
         try:
             return self._supervise(daemon, run, warm=False)
         finally:
@@ -434,8 +430,7 @@ class DockerEngine(ExecutionInterface):
         """A container for the warm pool: created, attached (its lifeline, kept in
         ``_lifelines``) and started, its PID 1 waiting for a program."""
         daemon = self._require_daemon()
-        config = self.container_config(profile)
-        container_id = daemon.create_container(self._settings.image, **config)
+        container_id = self._create(daemon, profile)
         try:
             sock = daemon.attach(container_id)
             try:
@@ -648,9 +643,7 @@ class DockerEngine(ExecutionInterface):
             except _StaleSandbox:
                 logger.warning("pooled sandbox %s had died; opening one", run.container_id[:12])
                 self._dispose(run.container_id)
-        run.container_id = daemon.create_container(
-            self._settings.image, **self.container_config(run.profile)
-        )
+        run.container_id = self._create(daemon, run.profile)
         try:
             sock = self._attach(daemon, run, warm=False)
         except BaseException:
@@ -703,67 +696,6 @@ class DockerEngine(ExecutionInterface):
         """End a batch container: closing its stdin ends its PID 1, then it is removed."""
         _close(container.sock)
         self._dispose(container.id, now=now)
-
-    def container_config(self, profile: Profile) -> dict[str, Any]:
-        """The create-container arguments of a sandbox with ``profile``'s limits."""
-        settings = self._settings
-        daemon = self._require_daemon()
-        isolation = self._require_isolation()
-        uid = SANDBOX_UID
-        host_config = daemon.host_config(
-            network_mode="none",
-            read_only=True,
-            tmpfs={
-                WORKDIR: f"rw,nosuid,nodev,size={settings.workspace_size_mb}m,"
-                f"uid={uid},gid={uid},mode=0700",
-                "/tmp": f"rw,nosuid,nodev,noexec,size={settings.tmp_size_mb}m,mode=1777",  # noqa: S108
-            },
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges:true", f"seccomp={isolation.seccomp.json}"],
-            # Applied here, in HostConfig: Docker ignores a runtime anywhere else.
-            runtime=settings.runtime,
-            # Gone as soon as it stops, whoever stopped it (its owner may be dead).
-            auto_remove=True,
-            pids_limit=settings.pids_limit,
-            mem_limit=f"{profile.memory_mb}m",
-            memswap_limit=f"{profile.memory_mb}m",
-            nano_cpus=round(profile.cpus * 1e9),
-            ulimits=[
-                {
-                    "name": "nofile",
-                    "soft": settings.open_files_limit,
-                    "hard": settings.open_files_limit,
-                },
-                {"name": "fsize", "soft": _fsize(settings), "hard": _fsize(settings)},
-                {"name": "core", "soft": 0, "hard": 0},
-            ],
-            ipc_mode="private",
-            shm_size=f"{settings.shm_size_mb}m",
-            log_config={"type": "none", "config": {}},
-            oom_score_adj=500,
-        )
-        token = secrets.token_hex(8)
-        return {
-            "command": [INIT_PATH, "python3", MAIN_FILE],
-            "user": f"{uid}:{uid}",
-            # A name of its own, seen inside as the hostname: `docker ps` and the program
-            # name the same sandbox (under gVisor nothing else inside says which it is).
-            "name": f"assay-{token}",
-            "hostname": f"assay-{token}",
-            "working_dir": WORKDIR,
-            "environment": {**SANDBOX_ENV, **isolation.expectations()},
-            # With ``detach`` unset docker-py sets StdinOnce too: Docker then closes the
-            # sandbox's stdin when our attach ends, which the lifeline depends on
-            # (tests/integration/test_sandbox_ownership.py proves it).
-            "stdin_open": True,
-            "labels": {
-                LABEL_MANAGED: "true",
-                LABEL_ENGINE: settings.engine_id,
-                LABEL_OWNER: self.owner,
-                LABEL_SANDBOX: token,
-            },
-            "host_config": host_config,
-        }
 
 
 @dataclass(slots=True)
@@ -840,7 +772,3 @@ def _close(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
     sock.close()
-
-
-def _fsize(settings: ExecutionSettings) -> int:
-    return max(settings.workspace_size_mb, settings.tmp_size_mb) * 1024 * 1024

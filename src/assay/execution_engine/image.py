@@ -22,7 +22,7 @@ from pathlib import Path
 from assay.config import SANDBOX_IMAGE_VERSION, ExecutionSettings
 from assay.errors import ImageBuildError
 from assay.execution_engine.docker_daemon import DockerDaemon
-from assay.execution_engine.docker_engine import INIT_PATH, SANDBOX_ENV, SANDBOX_UID, WORKDIR
+from assay.execution_engine.sandbox_spec import INIT_PATH, SANDBOX_ENV, SANDBOX_UID, WORKDIR
 
 __all__ = [
     "LABEL_VERSION",

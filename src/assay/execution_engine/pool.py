@@ -29,26 +29,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from assay.execution_engine.interface import PoolStats
+from assay.execution_engine.sandbox_spec import Profile
 
 # PoolStats is re-exported: remote.py and monitoring still import it from here.
-__all__ = ["PoolStats", "Profile", "WarmPool", "merge_pool_stats"]
+__all__ = ["PoolStats", "WarmPool", "merge_pool_stats"]
 
 logger = logging.getLogger(__name__)
 
 _FAILURE_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 #: How often ready sandboxes are checked for having died while idle (a Docker restart).
 _CHECK_SECONDS = 5.0
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Profile:
-    """The limits baked into a container when it is created."""
-
-    memory_mb: int
-    cpus: float
-
-    def __str__(self) -> str:
-        return f"{self.memory_mb}m-{self.cpus:g}cpu"
 
 
 def merge_pool_stats(reports: list[list[PoolStats]]) -> list[PoolStats]:

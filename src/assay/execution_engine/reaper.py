@@ -54,7 +54,7 @@ def _main(owner: str) -> int:
         return 0  # the engine closed and removed its sandboxes itself
     from assay.errors import ExecutionError  # noqa: PLC0415 - only once the owner is gone
     from assay.execution_engine.docker_daemon import DockerDaemon  # noqa: PLC0415
-    from assay.execution_engine.docker_engine import LABEL_OWNER  # noqa: PLC0415
+    from assay.execution_engine.sandbox_spec import LABEL_OWNER  # noqa: PLC0415
 
     try:
         daemon = DockerDaemon(os.environ.get("DOCKER_HOST"), timeout=30)
