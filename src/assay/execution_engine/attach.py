@@ -1,24 +1,45 @@
 """The conversation with a sandbox over Docker's attach socket: sending the program in,
-reading its output back, and the verdict from what came back.
+reading its output back, and the verdict from what came back; :class:`Run`, one program's
+run, shared by the engine's one-shot and batch paths.
 
 Blocking socket I/O, run on the engine's worker threads; no Docker API calls.
 """
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 import select
 import socket
 import struct
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from assay.errors import SandboxError
-from assay.execution_engine.models import ExecutionResult, ExecutionStatus
+from assay.execution_engine.models import (
+    MAIN_FILE,
+    ExecutionResult,
+    ExecutionStatus,
+    ResolvedRequest,
+)
 from assay.execution_engine.output import CollectedOutput, OutputCollector
+from assay.execution_engine.sandbox_spec import Profile
 
-__all__ = ["SIGKILL", "Emit", "Outcome", "encode_payload", "pump", "verdict", "write_stdin"]
+__all__ = [
+    "SIGKILL",
+    "Cancelled",
+    "Emit",
+    "Outcome",
+    "Run",
+    "close_attach",
+    "encode_payload",
+    "pump",
+    "verdict",
+    "write_stdin",
+]
 
 SIGKILL = 9
 Outcome = Literal["exited", "timeout", "output_limit", "cancelled"]
@@ -27,6 +48,45 @@ Emit = Callable[[Literal["stdout", "stderr"], bytes], None]
 _INLINE_WRITE_LIMIT = 64 * 1024
 _FRAME_HEADER = struct.Struct(">BxxxI")
 _STREAMS: dict[int, Literal["stdout", "stderr"]] = {1: "stdout", 2: "stderr"}
+
+
+@dataclass(slots=True)
+class Run:
+    """One program's run: what the event loop and the worker thread talking to its sandbox
+    share."""
+
+    request: ResolvedRequest
+    emit: Emit | None
+    #: A started container from the pool, or None: create one (cold).
+    warm_id: str | None = None
+    run_id: str = field(default_factory=lambda: secrets.token_hex(8))
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    container_id: str | None = None
+    #: Epoch seconds when the program was sent in (Docker's event log is asked from then).
+    began: float = 0.0
+
+    @property
+    def profile(self) -> Profile:
+        return Profile(self.request.memory_mb, self.request.cpus)
+
+    @property
+    def files(self) -> dict[str, str]:
+        """The files the sandbox receives: the program as ``main.py``, then the others."""
+        return {MAIN_FILE: self.request.code, **self.request.files}
+
+
+class Cancelled(Exception):
+    """The awaiting task was cancelled; the sandbox is being torn down."""
+
+
+def close_attach(sock: socket.socket) -> None:
+    """Shut down and close an attach socket (a sandbox's lifeline: its stdin closes)."""
+    # Shut down before any kill: Docker will not finish a container whose output it is
+    # still handing to an attached reader that stopped reading. (close() alone would wait
+    # for docker-py's references to the socket to go.)
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
 
 
 def encode_payload(files: dict[str, str], nonce: str, *, stdin: bytes, batch: bool) -> bytes:

@@ -20,7 +20,8 @@ One execution, start to end (all blocking Docker calls run on a worker thread):
    removed by Docker when it stops; a cancelled execution's is killed before the
    cancellation propagates.
 
-A container, pooled or not, serves exactly one execution (or one batch, ``batch_sandbox``).
+A container, pooled or not, serves exactly one execution (or one batch: ``docker_batch.py``,
+which runs its programs through this engine's internal API, :class:`BatchEngine`).
 
 Processes sharing one Docker engine never touch each other's sandboxes: each labels its
 containers with an owner id of its own, and at start removes only containers that no live
@@ -42,8 +43,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Literal, TypeVar
 
 from assay.config import ExecutionSettings
@@ -56,7 +55,17 @@ from assay.errors import (
     SandboxImageNotFoundError,
     SandboxLostError,
 )
-from assay.execution_engine.attach import Outcome, encode_payload, pump, verdict, write_stdin
+from assay.execution_engine.attach import (
+    Cancelled,
+    Outcome,
+    Run,
+    close_attach,
+    encode_payload,
+    pump,
+    verdict,
+    write_stdin,
+)
+from assay.execution_engine.docker_batch import DockerBatchSandbox
 from assay.execution_engine.docker_daemon import DockerDaemon, epoch
 from assay.execution_engine.interface import (
     BatchSandbox,
@@ -66,13 +75,7 @@ from assay.execution_engine.interface import (
     PoolStats,
 )
 from assay.execution_engine.isolation import GVISOR, Isolation, load_seccomp_profile
-from assay.execution_engine.models import (
-    MAIN_FILE,
-    ExecutionRequest,
-    ExecutionResult,
-    ResolvedRequest,
-    resolve_request,
-)
+from assay.execution_engine.models import ExecutionRequest, ExecutionResult, resolve_request
 from assay.execution_engine.output import CollectedOutput, OutputCollector
 from assay.execution_engine.pool import WarmPool
 from assay.execution_engine.reaper import CLEAN_CLOSE, start_reaper
@@ -104,25 +107,12 @@ _NO_BATCH_UNDER_GVISOR = (
 _T = TypeVar("_T")
 
 
-@dataclass(slots=True)
-class _Run:
-    request: ResolvedRequest
-    emit: Callable[[Literal["stdout", "stderr"], bytes], None] | None
-    #: A started container from the pool, or None: create one (cold).
-    warm_id: str | None = None
-    run_id: str = field(default_factory=lambda: secrets.token_hex(8))
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    container_id: str | None = None
-    #: Epoch seconds when the program was sent in (Docker's event log is asked from then).
-    began: float = 0.0
-
-    @property
-    def profile(self) -> Profile:
-        return Profile(self.request.memory_mb, self.request.cpus)
-
-
 class DockerEngine(ExecutionInterface):
-    """A fresh container per execution on a local (or ``DOCKER_HOST``) Docker engine."""
+    """A fresh container per execution on a local (or ``DOCKER_HOST``) Docker engine.
+
+    ``prepare``, ``acquire``, ``guarded``, ``open_sandbox``, ``judge`` and ``dispose`` are
+    the steps of one execution, and its batch sandboxes' internal API (:class:`BatchEngine`).
+    """
 
     def __init__(self, settings: ExecutionSettings, *, max_parallel: int = 64) -> None:
         self._settings = settings
@@ -138,7 +128,7 @@ class DockerEngine(ExecutionInterface):
         self._reaper: subprocess.Popen[bytes] | None = None
         self._pool: WarmPool | None = None
         self._start_lock = asyncio.Lock()
-        self._active: dict[str, _Run] = {}
+        self._active: dict[str, Run] = {}
         self._batches: set[DockerBatchSandbox] = set()
         self._removing = 0  # background removals not finished yet
         self._removing_lock = threading.Lock()
@@ -251,10 +241,9 @@ class DockerEngine(ExecutionInterface):
     async def execute(
         self, request: ExecutionRequest, *, on_output: OutputCallback | None = None
     ) -> ExecutionResult:
-        run = await self._prepare(request, on_output)
-        if self._pool is not None:
-            run.warm_id = await self._pool.acquire(run.profile)
-        return await self._guarded(run, self._run)
+        run = await self.prepare(request, on_output)
+        run.warm_id = await self.acquire(run.profile)
+        return await self.guarded(run, self._run)
 
     def batch_sandbox(self) -> BatchSandbox:
         """A container reused for one batch's programs, reset between them (see
@@ -265,15 +254,26 @@ class DockerEngine(ExecutionInterface):
             # The reset between programs proves the sandbox clean with the kernel's own
             # counters (pids refusals, SysV IPC objects), which gVisor does not show.
             raise InvalidRequestError(_NO_BATCH_UNDER_GVISOR)
-        sandbox = DockerBatchSandbox(self)
+        sandbox = DockerBatchSandbox(self, on_close=self._batches.discard)
         self._batches.add(sandbox)
         return sandbox
 
-    async def _prepare(self, request: ExecutionRequest, on_output: OutputCallback | None) -> _Run:
+    # -- the steps of one execution (and the batch sandboxes' API) ------------------------
+
+    async def prepare(
+        self, request: ExecutionRequest, on_output: OutputCallback | None, *, batch: bool = False
+    ) -> Run:
+        """A run of ``request`` with its limits resolved, once the engine has started.
+
+        Raises:
+            As ``execute``; InvalidRequestError for a ``batch`` run under gVisor.
+        """
         if self._closed:
             raise SandboxError("engine is closed")
         resolved = resolve_request(request, self._settings)
         await self.start()
+        if batch and self._require_isolation().gvisor:
+            raise InvalidRequestError(_NO_BATCH_UNDER_GVISOR)
         emit = None
         if on_output is not None:
             loop = asyncio.get_running_loop()
@@ -282,9 +282,13 @@ class DockerEngine(ExecutionInterface):
             def emit(stream: Literal["stdout", "stderr"], data: bytes) -> None:
                 loop.call_soon_threadsafe(callback, stream, data)
 
-        return _Run(resolved, emit)
+        return Run(resolved, emit)
 
-    async def _guarded(self, run: _Run, work: Callable[[_Run], ExecutionResult]) -> ExecutionResult:
+    async def acquire(self, profile: Profile) -> str | None:
+        """A started sandbox of ``profile`` from the warm pool, or None: create one."""
+        return await self._pool.acquire(profile) if self._pool is not None else None
+
+    async def guarded(self, run: Run, work: Callable[[Run], ExecutionResult]) -> ExecutionResult:
         """``work(run)`` on a worker thread; cancelling the caller kills ``run``'s container
         and waits for ``work`` to end before the cancellation propagates."""
         self._active[run.run_id] = run
@@ -362,7 +366,7 @@ class DockerEngine(ExecutionInterface):
         with self._lifelines_lock:
             left, self._lifelines = list(self._lifelines.values()), {}
         for sock in left:
-            _close(sock)
+            close_attach(sock)
         if self._daemon is not None:
             self._daemon.close()
         if self._reaper is not None and self._reaper.stdin is not None:
@@ -383,18 +387,82 @@ class DockerEngine(ExecutionInterface):
             raise EngineUnavailableError("engine not started")
         return self._daemon
 
-    async def _kill_and_wait(self, run: _Run, future: asyncio.Future[ExecutionResult]) -> None:
+    async def _kill_and_wait(self, run: Run, future: asyncio.Future[ExecutionResult]) -> None:
         await self._in_thread(self._cancel, run)
-        with contextlib.suppress(ExecutionError, _Cancelled):
+        with contextlib.suppress(ExecutionError, Cancelled):
             await future
 
-    def _cancel(self, run: _Run) -> None:
+    def _cancel(self, run: Run) -> None:
         run.cancelled.set()
         if run.container_id is not None:
             try:
                 self._require_daemon().kill(run.container_id)
             except ExecutionError as exc:
                 logger.warning("could not kill sandbox %s: %s", run.container_id[:12], exc)
+
+    def open_sandbox(self, run: Run) -> tuple[str, socket.socket]:
+        """A started sandbox for ``run`` (on a worker thread): the warm one in ``run.warm_id``
+        if it is still alive, else a new one. Returns its id (also ``run.container_id``) and
+        its attach socket, which the caller closes and then ``dispose``s of the sandbox."""
+        daemon = self._require_daemon()
+        if run.warm_id is not None:
+            run.container_id, run.warm_id = run.warm_id, None
+            try:
+                return run.container_id, self._attach(daemon, run, warm=True)
+            except _StaleSandbox:
+                logger.warning("pooled sandbox %s had died; opening one", run.container_id[:12])
+                self.dispose(run.container_id)
+        run.container_id = self._create(daemon, run.profile)
+        try:
+            return run.container_id, self._attach(daemon, run, warm=False)
+        except BaseException:
+            self.dispose(run.container_id, now=True)
+            raise
+
+    def judge(
+        self, run: Run, outcome: Outcome, collector: OutputCollector, duration: float
+    ) -> ExecutionResult:
+        """The verdict once the conversation with the sandbox is over: from the supervisor's
+        trailer (its isolation checked first), from the deadline or the output cap that we
+        enforced, from an OOM kill Docker recorded, or (no kill through Docker either) from
+        the program having killed PID 1 itself. Anything else is no verdict. On a worker
+        thread.
+
+        Raises:
+            SandboxLostError: the sandbox ended without a word from its PID 1, killed or
+                removed from outside.
+            RuntimeNotAvailableError: the sandbox did not have the configured isolation.
+        """
+        daemon = self._require_daemon()
+        if run.container_id is None:
+            raise SandboxError("no container to judge")
+        if outcome != "exited":
+            daemon.kill(run.container_id)
+        if outcome == "cancelled":
+            raise Cancelled
+        output = collector.finish()
+        trailer = output.trailer
+        if trailer is not None:
+            self._proven = None  # until this sandbox has proven its isolation
+            self._proven = self._require_isolation().check(trailer)
+        if outcome != "exited":
+            return verdict(outcome, None, False, output, duration)
+        if trailer is not None and (trailer.exit_code is not None or trailer.setup_error):
+            return verdict(outcome, None, bool(trailer.oom_kills), output, duration)
+        return self._without_trailer(daemon, run, output, duration)
+
+    def dispose(self, container_id: str, *, now: bool = False) -> None:
+        """Make sure a used container goes: it removes itself once stopped (AutoRemove); in
+        the background unless ``now`` (``close`` waits for background removals)."""
+        with self._removing_lock:
+            self._removing += 1
+        if not now:
+            try:
+                self._threads.submit(self._remove, container_id, _EXIT_GRACE_SECONDS)
+                return
+            except RuntimeError:  # the engine is closing: no new background work
+                pass
+        self._remove(container_id, 0)
 
     def spec(self, profile: Profile) -> SandboxSpec:
         """A new sandbox of this engine with ``profile``'s limits (once it has started)."""
@@ -410,7 +478,7 @@ class DockerEngine(ExecutionInterface):
         spec = self.spec(profile)
         return daemon.create_from_config(spec.config, name=spec.name)
 
-    def _run(self, run: _Run) -> ExecutionResult:
+    def _run(self, run: Run) -> ExecutionResult:
         daemon = self._require_daemon()
         if run.warm_id is not None:
             run.container_id = run.warm_id
@@ -419,12 +487,12 @@ class DockerEngine(ExecutionInterface):
             except _StaleSandbox:
                 logger.warning("pooled sandbox %s had died; running cold", run.warm_id[:12])
             finally:
-                self._dispose(run.warm_id, now=run.cancelled.is_set())
+                self.dispose(run.warm_id, now=run.cancelled.is_set())
         run.container_id = self._create(daemon, run.profile)
         try:
             return self._supervise(daemon, run, warm=False)
         finally:
-            self._dispose(run.container_id, now=run.cancelled.is_set())
+            self.dispose(run.container_id, now=run.cancelled.is_set())
 
     def _create_started(self, profile: Profile) -> str:
         """A container for the warm pool: created, attached (its lifeline, kept in
@@ -436,7 +504,7 @@ class DockerEngine(ExecutionInterface):
             try:
                 daemon.start(container_id)
             except BaseException:
-                _close(sock)
+                close_attach(sock)
                 raise
         except BaseException:
             daemon.remove(container_id)
@@ -453,31 +521,18 @@ class DockerEngine(ExecutionInterface):
         """Destroy an unused warm sandbox: closing its lifeline ends it; removed to be sure."""
         sock = self._take_lifeline(container_id)
         if sock is not None:
-            _close(sock)
+            close_attach(sock)
         self._require_daemon().remove(container_id)
 
     def _running_ids(self) -> set[str]:
         daemon = self._require_daemon()
         return set(daemon.container_ids({LABEL_OWNER: self.owner}, running=True))
 
-    def _dispose(self, container_id: str, *, now: bool = False) -> None:
-        """Make sure a used container goes: it removes itself once stopped (AutoRemove); in
-        the background unless ``now`` (``close`` waits for background removals)."""
-        with self._removing_lock:
-            self._removing += 1
-        if not now:
-            try:
-                self._threads.submit(self._remove, container_id, _EXIT_GRACE_SECONDS)
-                return
-            except RuntimeError:  # the engine is closing: no new background work
-                pass
-        self._remove(container_id, 0)
-
     def _remove(self, container_id: str, grace: float) -> None:
         daemon = self._require_daemon()
         lifeline = self._take_lifeline(container_id)  # a warm sandbox that never ran
         if lifeline is not None:
-            _close(lifeline)
+            close_attach(lifeline)
         try:
             # Its PID 1 exits by itself just after the trailer, and Docker removes it then:
             # cheaper than killing it (about 15 ms of CPU here).
@@ -489,12 +544,12 @@ class DockerEngine(ExecutionInterface):
             with self._removing_lock:
                 self._removing -= 1
 
-    def _supervise(self, daemon: DockerDaemon, run: _Run, *, warm: bool) -> ExecutionResult:
+    def _supervise(self, daemon: DockerDaemon, run: Run, *, warm: bool) -> ExecutionResult:
         if run.cancelled.is_set():
-            raise _Cancelled
+            raise Cancelled
         request = run.request
         nonce = secrets.token_hex(16)
-        payload = encode_payload(_files(request), nonce, stdin=request.stdin, batch=False)
+        payload = encode_payload(run.files, nonce, stdin=request.stdin, batch=False)
         collector = OutputCollector(limit=request.output_limit_bytes, nonce=nonce)
         sock = self._attach(daemon, run, warm=warm)
         writer = None
@@ -509,12 +564,12 @@ class DockerEngine(ExecutionInterface):
             )
             duration = time.monotonic() - started
         finally:
-            _close(sock)
+            close_attach(sock)
             if writer is not None:
                 writer.join(timeout=5)
-        return self._judge(daemon, run, outcome, collector, duration)
+        return self.judge(run, outcome, collector, duration)
 
-    def _attach(self, daemon: DockerDaemon, run: _Run, *, warm: bool) -> socket.socket:
+    def _attach(self, daemon: DockerDaemon, run: Run, *, warm: bool) -> socket.socket:
         """The attach socket of ``run``'s container: a warm one's lifeline, or (cold) a new
         attach, then the start.
 
@@ -528,54 +583,19 @@ class DockerEngine(ExecutionInterface):
             # PID 1 writes nothing before it has a program: anything readable is its end.
             if sock is None or _readable(sock):
                 if sock is not None:
-                    _close(sock)
+                    close_attach(sock)
                 raise _StaleSandbox
             return sock
         sock = daemon.attach(run.container_id)
         try:
             daemon.start(run.container_id)
         except BaseException:
-            _close(sock)
+            close_attach(sock)
             raise
         return sock
 
-    def _judge(
-        self,
-        daemon: DockerDaemon,
-        run: _Run,
-        outcome: Outcome,
-        collector: OutputCollector,
-        duration: float,
-    ) -> ExecutionResult:
-        """The verdict once the conversation with the sandbox is over: from the supervisor's
-        trailer (its isolation checked first), from the deadline or the output cap that we
-        enforced, from an OOM kill Docker recorded, or (no kill through Docker either) from
-        the program having killed PID 1 itself. Anything else is no verdict.
-
-        Raises:
-            SandboxLostError: the sandbox ended without a word from its PID 1, killed or
-                removed from outside.
-            RuntimeNotAvailableError: the sandbox did not have the configured isolation.
-        """
-        if run.container_id is None:
-            raise SandboxError("no container to judge")
-        if outcome != "exited":
-            daemon.kill(run.container_id)
-        if outcome == "cancelled":
-            raise _Cancelled
-        output = collector.finish()
-        trailer = output.trailer
-        if trailer is not None:
-            self._proven = None  # until this sandbox has proven its isolation
-            self._proven = self._require_isolation().check(trailer)
-        if outcome != "exited":
-            return verdict(outcome, None, False, output, duration)
-        if trailer is not None and (trailer.exit_code is not None or trailer.setup_error):
-            return verdict(outcome, None, bool(trailer.oom_kills), output, duration)
-        return self._without_trailer(daemon, run, output, duration)
-
     def _without_trailer(
-        self, daemon: DockerDaemon, run: _Run, output: CollectedOutput, duration: float
+        self, daemon: DockerDaemon, run: Run, output: CollectedOutput, duration: float
     ) -> ExecutionResult:
         """The sandbox ended without a word from its PID 1. Under gVisor an OOM kill ends the
         whole sandbox, PID 1 included, and a program can kill PID 1 itself; Docker's event
@@ -615,147 +635,10 @@ class DockerEngine(ExecutionInterface):
             raise EngineUnavailableError("engine not started")
         return self._isolation
 
-    # -- batch isolation (DockerBatchSandbox), on a worker thread -------------------------
-
-    def _run_in_batch(self, sandbox: DockerBatchSandbox, run: _Run) -> ExecutionResult:
-        """Run one program in the batch's container, opening one first if it has none."""
-        daemon = self._require_daemon()
-        container = sandbox.container
-        if container is None:
-            container = self._open_batch_container(daemon, run)
-            sandbox.container = container
-        run.container_id = container.id
-        keep = False
-        try:
-            result, keep = self._supervise_in_batch(daemon, run, container)
-            return result
-        finally:
-            if not keep:
-                sandbox.container = None
-                self._retire(container, now=run.cancelled.is_set())
-
-    def _open_batch_container(self, daemon: DockerDaemon, run: _Run) -> _BatchContainer:
-        if run.warm_id is not None:
-            run.container_id, run.warm_id = run.warm_id, None
-            try:
-                sock = self._attach(daemon, run, warm=True)
-                return _BatchContainer(run.container_id, sock, run.profile)
-            except _StaleSandbox:
-                logger.warning("pooled sandbox %s had died; opening one", run.container_id[:12])
-                self._dispose(run.container_id)
-        run.container_id = self._create(daemon, run.profile)
-        try:
-            sock = self._attach(daemon, run, warm=False)
-        except BaseException:
-            self._dispose(run.container_id, now=True)
-            raise
-        return _BatchContainer(run.container_id, sock, run.profile)
-
-    def _supervise_in_batch(
-        self, daemon: DockerDaemon, run: _Run, container: _BatchContainer
-    ) -> tuple[ExecutionResult, bool]:
-        """One program in a batch container; returns its verdict and whether the container
-        is clean for the next program."""
-        if run.cancelled.is_set():
-            raise _Cancelled
-        request = run.request
-        nonce = secrets.token_hex(16)
-        payload = encode_payload(_files(request), nonce, stdin=request.stdin, batch=True)
-        collector = OutputCollector(limit=request.output_limit_bytes, nonce=nonce)
-        run.began = time.time()
-        started = time.monotonic()
-        # PID 1 reads the whole frame before it starts the program: the write cannot block
-        # on the program, only on a dead sandbox (then pump sees the end of the stream).
-        writer = write_stdin(container.sock, payload, close=False)
-        outcome = pump(
-            container.sock, collector, started + request.timeout_seconds, run.cancelled, run.emit
-        )
-        duration = time.monotonic() - started
-        if writer is not None:
-            writer.join(timeout=0 if outcome != "exited" else 5)
-        container.programs += 1
-        if outcome != "exited":
-            _close(container.sock)  # before the kill: see _supervise
-        result = self._judge(daemon, run, outcome, collector, duration)
-        trailer = collector.finish().trailer
-        clean = (
-            outcome == "exited"
-            and collector.ended
-            and trailer is not None
-            and trailer.setup_error is None
-            and trailer.damage is None
-            and (writer is None or not writer.is_alive())
-        )
-        if trailer is not None and trailer.damage is not None:
-            logger.info(
-                "batch sandbox %s replaced: the program %s", container.id[:12], trailer.damage
-            )
-        return result, clean
-
-    def _retire(self, container: _BatchContainer, *, now: bool = False) -> None:
-        """End a batch container: closing its stdin ends its PID 1, then it is removed."""
-        _close(container.sock)
-        self._dispose(container.id, now=now)
-
-
-@dataclass(slots=True)
-class _BatchContainer:
-    """A started container in batch mode, with its attach socket kept open."""
-
-    id: str
-    sock: socket.socket
-    profile: Profile
-    programs: int = 0
-
-
-class DockerBatchSandbox(BatchSandbox):
-    """One batch's container (see :meth:`DockerEngine.batch_sandbox`)."""
-
-    def __init__(self, engine: DockerEngine) -> None:
-        self._engine = engine
-        self._lock = asyncio.Lock()
-        self._closed = False
-        #: The open container; only touched by the thread running a program, or under the lock.
-        self.container: _BatchContainer | None = None
-
-    async def execute(
-        self, request: ExecutionRequest, *, on_output: OutputCallback | None = None
-    ) -> ExecutionResult:
-        engine = self._engine
-        async with self._lock:
-            if self._closed:
-                raise SandboxError("batch sandbox is closed")
-            run = await engine._prepare(request, on_output)
-            if engine._require_isolation().gvisor:
-                raise InvalidRequestError(_NO_BATCH_UNDER_GVISOR)
-            if self.container is not None and self.container.profile != run.profile:
-                # Other limits than the container was made with: a container with those.
-                await engine._in_thread(engine._retire, self.container)
-                self.container = None
-            if self.container is None and engine._pool is not None:
-                run.warm_id = await engine._pool.acquire(run.profile)
-            return await engine._guarded(run, partial(engine._run_in_batch, self))
-
-    async def close(self) -> None:
-        async with self._lock:
-            self._closed = True
-            self._engine._batches.discard(self)
-            if self.container is not None:
-                container, self.container = self.container, None
-                await self._engine._in_thread(self._engine._retire, container)
-
-
-class _Cancelled(Exception):
-    """The awaiting task was cancelled; the sandbox is being torn down."""
-
 
 class _StaleSandbox(Exception):
     """A pooled container stopped or vanished while it waited (a Docker restart, an
     operator): nothing of the program ran in it."""
-
-
-def _files(request: ResolvedRequest) -> dict[str, str]:
-    return {MAIN_FILE: request.code, **request.files}
 
 
 def _readable(sock: socket.socket) -> bool:
@@ -763,12 +646,3 @@ def _readable(sock: socket.socket) -> bool:
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     return bool(poller.poll(0))
-
-
-def _close(sock: socket.socket) -> None:
-    # Shut down before any kill: Docker will not finish a container whose output it is
-    # still handing to an attached reader that stopped reading. (close() alone would wait
-    # for docker-py's references to the socket to go.)
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-    sock.close()

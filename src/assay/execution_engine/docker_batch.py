@@ -1,0 +1,169 @@
+"""Batch isolation on Docker: one container reused for one batch's programs.
+
+Between two programs the sandbox's PID 1 resets the container (``sandbox_init.c``'s batch
+mode) and reports in the trailer whatever the program did that a reset cannot undo; then, or
+when a program ends other than by exiting, the container is retired and the next program gets
+a new one. The engine does the rest (limits, the warm pool, cancellation, verdicts) through
+:class:`BatchEngine`, the internal API :class:`DockerEngine` implements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from assay.errors import SandboxError
+from assay.execution_engine.attach import (
+    Cancelled,
+    Outcome,
+    Run,
+    close_attach,
+    encode_payload,
+    pump,
+    write_stdin,
+)
+from assay.execution_engine.interface import BatchSandbox, OutputCallback
+from assay.execution_engine.models import ExecutionRequest, ExecutionResult
+from assay.execution_engine.output import OutputCollector
+from assay.execution_engine.sandbox_spec import Profile
+
+__all__ = ["BatchEngine", "DockerBatchSandbox"]
+
+logger = logging.getLogger(__name__)
+
+
+class BatchEngine(Protocol):
+    """What a batch sandbox needs of its engine; see :class:`DockerEngine`'s methods of the
+    same names. ``open_sandbox``, ``judge`` and ``dispose`` run on a worker thread."""
+
+    async def prepare(
+        self, request: ExecutionRequest, on_output: OutputCallback | None, *, batch: bool = False
+    ) -> Run: ...
+
+    async def acquire(self, profile: Profile) -> str | None: ...
+
+    async def guarded(
+        self, run: Run, work: Callable[[Run], ExecutionResult]
+    ) -> ExecutionResult: ...
+
+    def open_sandbox(self, run: Run) -> tuple[str, socket.socket]: ...
+
+    def judge(
+        self, run: Run, outcome: Outcome, collector: OutputCollector, duration: float
+    ) -> ExecutionResult: ...
+
+    def dispose(self, container_id: str, *, now: bool = False) -> None: ...
+
+
+@dataclass(slots=True)
+class _BatchContainer:
+    """A started container in batch mode, with its attach socket kept open."""
+
+    id: str
+    sock: socket.socket
+    profile: Profile
+
+
+class DockerBatchSandbox(BatchSandbox):
+    """One batch's container (see :meth:`DockerEngine.batch_sandbox`)."""
+
+    def __init__(
+        self, engine: BatchEngine, *, on_close: Callable[[DockerBatchSandbox], None]
+    ) -> None:
+        self._engine = engine
+        self._on_close = on_close
+        self._lock = asyncio.Lock()
+        self._closed = False
+        #: The open container; only touched by the thread running a program, or under the lock.
+        self.container: _BatchContainer | None = None
+
+    async def execute(
+        self, request: ExecutionRequest, *, on_output: OutputCallback | None = None
+    ) -> ExecutionResult:
+        async with self._lock:
+            if self._closed:
+                raise SandboxError("batch sandbox is closed")
+            run = await self._engine.prepare(request, on_output, batch=True)
+            if self.container is not None and self.container.profile != run.profile:
+                # Other limits than the container was made with: a container with those.
+                self._retire(self.container)
+                self.container = None
+            if self.container is None:
+                run.warm_id = await self._engine.acquire(run.profile)
+            return await self._engine.guarded(run, self._run)
+
+    async def close(self) -> None:
+        async with self._lock:
+            self._closed = True
+            self._on_close(self)
+            if self.container is not None:
+                container, self.container = self.container, None
+                self._retire(container)
+
+    # -- on a worker thread -----------------------------------------------------------------
+
+    def _run(self, run: Run) -> ExecutionResult:
+        """Run one program in the batch's container, opening one first if it has none."""
+        container = self.container
+        if container is None:
+            container_id, sock = self._engine.open_sandbox(run)
+            container = self.container = _BatchContainer(container_id, sock, run.profile)
+        run.container_id = container.id
+        keep = False
+        try:
+            result, keep = self._supervise(run, container)
+            return result
+        finally:
+            if not keep:
+                self.container = None
+                self._retire(container, now=run.cancelled.is_set())
+
+    def _supervise(self, run: Run, container: _BatchContainer) -> tuple[ExecutionResult, bool]:
+        """One program in a batch container; returns its verdict and whether the container
+        is clean for the next program."""
+        if run.cancelled.is_set():
+            raise Cancelled
+        request = run.request
+        nonce = secrets.token_hex(16)
+        payload = encode_payload(run.files, nonce, stdin=request.stdin, batch=True)
+        collector = OutputCollector(limit=request.output_limit_bytes, nonce=nonce)
+        run.began = time.time()
+        started = time.monotonic()
+        # PID 1 reads the whole frame before it starts the program: the write cannot block
+        # on the program, only on a dead sandbox (then pump sees the end of the stream).
+        writer = write_stdin(container.sock, payload, close=False)
+        outcome = pump(
+            container.sock, collector, started + request.timeout_seconds, run.cancelled, run.emit
+        )
+        duration = time.monotonic() - started
+        if writer is not None:
+            writer.join(timeout=0 if outcome != "exited" else 5)
+        if outcome != "exited":
+            close_attach(container.sock)  # before the kill (see close_attach)
+        result = self._engine.judge(run, outcome, collector, duration)
+        trailer = collector.finish().trailer
+        clean = (
+            outcome == "exited"
+            and collector.ended
+            and trailer is not None
+            and trailer.setup_error is None
+            and trailer.damage is None
+            and (writer is None or not writer.is_alive())
+        )
+        if trailer is not None and trailer.damage is not None:
+            logger.info(
+                "batch sandbox %s replaced: the program %s", container.id[:12], trailer.damage
+            )
+        return result, clean
+
+    def _retire(self, container: _BatchContainer, *, now: bool = False) -> None:
+        """End a batch container: closing its stdin ends its PID 1, then it is removed.
+        Without ``now`` nothing here blocks: ``dispose`` only schedules the removal."""
+        close_attach(container.sock)
+        self._engine.dispose(container.id, now=now)
