@@ -15,9 +15,9 @@ def create_engine(settings: Settings) -> ExecutionInterface:
     EXECUTION_SERVICE_URL, authenticated with ASSAY_EXECUTOR_TOKEN."""
     match settings.execution_mode:
         case "local":
-            from assay.execution_engine.local import LocalExecutionEngine  # noqa: PLC0415
+            from assay.execution_engine.docker_engine import DockerEngine  # noqa: PLC0415
 
-            return LocalExecutionEngine(settings.execution)
+            return DockerEngine(settings.execution)
         case "remote":
             from assay.execution_engine.remote import RemoteExecutionEngine  # noqa: PLC0415
 
