@@ -1,8 +1,10 @@
-"""Assay's exception tree.
+"""Assay's exception tree, and the one table of what each error answers over HTTP.
 
 Every error Assay raises on purpose derives from :class:`AssayError` and carries a
-stable machine-readable ``code`` (used in HTTP error bodies, so a remote client can
-turn a code back into the same class)::
+stable machine-readable ``code``; :data:`HTTP_STATUS` gives its HTTP status. Both HTTP
+services (the platform's API and the executor service) answer an error with that status
+and the body :func:`error_body`, and :func:`error_from_code` turns a code back into the
+same class, so a client raises what the server did::
 
     AssayError
     ├── ConfigurationError              settings that cannot work together
@@ -12,16 +14,19 @@ turn a code back into the same class)::
     │   ├── SandboxImageNotFoundError   the sandbox image is not built
     │   ├── RuntimeNotAvailableError    the configured OCI runtime is not installed
     │   ├── ExecutorBusyError           every slot of the executor service is taken
-    │   ├── SandboxError                a sandbox broke in an unexpected way
-    │   └── SandboxLostError            the sandbox was killed or removed from outside mid-run
+    │   └── SandboxError                a sandbox broke in an unexpected way
+    │       └── SandboxLostError        the sandbox was killed or removed from outside mid-run
     ├── ImageBuildError                 `assay image build` could not build the image
     ├── StorageError                    storage: the database failed
     │   ├── NotFoundError               no such evaluation (or API key)
-    │   └── IdempotencyConflictError    an Idempotency-Key reused for a different request
+    │   ├── IdempotencyConflictError    an Idempotency-Key reused for a different request
+    │   └── InvalidCursorError          a page cursor this storage did not make
     ├── QueueError                      queue
     │   └── QueueFullError              the queue is at its bound; retry after ``retry_after``
     ├── AuthenticationError             missing or invalid API key
-    └── ApiError                        the API answered with an error no class above covers
+    └── ClientError                     client: no usable answer from the API
+        ├── ServerUnreachableError      the server could not be reached (or stopped answering)
+        └── ApiError                    the API answered with an error no class above covers
 
 What user code does (non-zero exit, timeout, running out of memory, flooding its
 output) is never an exception: it is a verdict in the ``ExecutionResult``.
@@ -29,16 +34,24 @@ output) is never an exception: it is a verdict in the ``ExecutionResult``.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
+from typing import Any, Final
+
 __all__ = [
+    "HTTP_STATUS",
+    "VALIDATION_ERROR",
     "ApiError",
     "AssayError",
     "AuthenticationError",
+    "ClientError",
     "ConfigurationError",
     "EngineUnavailableError",
     "ExecutionError",
     "ExecutorBusyError",
     "IdempotencyConflictError",
     "ImageBuildError",
+    "InvalidCursorError",
     "InvalidRequestError",
     "NotFoundError",
     "QueueError",
@@ -47,8 +60,12 @@ __all__ = [
     "SandboxError",
     "SandboxImageNotFoundError",
     "SandboxLostError",
+    "ServerUnreachableError",
     "StorageError",
+    "error_body",
+    "error_from_code",
     "execution_error_from_code",
+    "http_status",
 ]
 
 
@@ -149,6 +166,12 @@ class IdempotencyConflictError(StorageError):
     code = "idempotency_conflict"
 
 
+class InvalidCursorError(StorageError):
+    """A page cursor that this storage did not make (or that has been altered)."""
+
+    code = "invalid_cursor"
+
+
 class QueueError(AssayError):
     """Base for queue failures."""
 
@@ -171,8 +194,23 @@ class AuthenticationError(AssayError):
     code = "unauthorized"
 
 
-class ApiError(AssayError):
-    """An error response from the API that no more specific class covers."""
+class ClientError(AssayError):
+    """Base for what the Python client (``assay.client``) raises when it gets no usable
+    answer from the API."""
+
+    code = "client_error"
+
+
+class ServerUnreachableError(ClientError):
+    """The server could not be reached, or the connection failed before it answered in
+    full (refused, timed out, reset); the message names the URL."""
+
+    code = "server_unreachable"
+
+
+class ApiError(ClientError):
+    """An error response from the API that no more specific class covers; ``status`` and
+    ``code`` are the response's."""
 
     code = "api_error"
 
@@ -180,6 +218,70 @@ class ApiError(AssayError):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+#: The HTTP status each error answers with, for every class above; both HTTP services use
+#: it (through :func:`http_status`). ``ClientError`` is raised by the client, never served.
+HTTP_STATUS: Final[Mapping[type[AssayError], int]] = {
+    AssayError: 500,
+    ConfigurationError: 500,
+    ExecutionError: 503,
+    InvalidRequestError: 422,
+    EngineUnavailableError: 503,
+    SandboxImageNotFoundError: 503,
+    RuntimeNotAvailableError: 503,
+    ExecutorBusyError: 429,  # the remote engine tries the next executor on a 429
+    SandboxError: 503,
+    SandboxLostError: 503,
+    ImageBuildError: 500,
+    StorageError: 503,
+    NotFoundError: 404,
+    IdempotencyConflictError: 409,
+    InvalidCursorError: 400,
+    QueueError: 500,
+    QueueFullError: 429,
+    AuthenticationError: 401,
+    ClientError: 502,
+    ServerUnreachableError: 502,
+    ApiError: 502,  # an instance answers with its own ``status``
+}
+
+#: The code of a request the HTTP framework refused before it reached Assay's code (a body
+#: or parameter that breaks the schema); the client reads it as an InvalidRequestError.
+VALIDATION_ERROR: Final = "validation_error"
+
+_BY_CODE: Final[Mapping[str, type[AssayError]]] = {
+    **{cls.code: cls for cls in HTTP_STATUS if cls is not ApiError},
+    VALIDATION_ERROR: InvalidRequestError,
+}
+
+
+def http_status(exc: AssayError) -> int:
+    """The HTTP status ``exc`` answers with: :data:`HTTP_STATUS` of its class, or of its
+    nearest base there (an ``ApiError`` answers with its own status)."""
+    if isinstance(exc, ApiError):
+        return exc.status
+    for cls in type(exc).__mro__:
+        if issubclass(cls, AssayError) and cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    raise AssertionError("unreachable: AssayError is in HTTP_STATUS")  # pragma: no cover
+
+
+def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    """The body of every error response: ``{"error": {"code": ..., "message": ...}}``."""
+    return {"error": {"code": code, "message": message}}
+
+
+def error_from_code(code: str, message: str, **extra: Any) -> AssayError:
+    """The error an error body names: the class whose ``code`` it is (``validation_error``:
+    InvalidRequestError), given those of ``extra`` its constructor takes (``retry_after``,
+    ``field``); for a code no class has, an :class:`ApiError` with ``extra["status"]``
+    (500 if absent) and that code."""
+    cls = _BY_CODE.get(code)
+    if cls is None:
+        return ApiError(message, status=int(extra.get("status", 500)), code=code)
+    takes = inspect.signature(cls).parameters
+    return cls(message, **{name: value for name, value in extra.items() if name in takes})
 
 
 def execution_error_from_code(code: str, message: str) -> ExecutionError:

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from assay.errors import (
     IdempotencyConflictError,
+    InvalidCursorError,
     NotFoundError,
     QueueFullError,
     StorageError,
@@ -57,10 +58,6 @@ logger = logging.getLogger(__name__)
 KEY_PREFIX = "ak_"
 _QUEUED = EvaluationStatus.QUEUED.value
 _RUNNING = EvaluationStatus.RUNNING.value
-
-
-class InvalidCursorError(StorageError):
-    code = "invalid_cursor"
 
 
 def _now() -> datetime:
