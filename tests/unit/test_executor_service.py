@@ -144,7 +144,7 @@ async def test_bodies_that_are_not_strict_json_never_reach_the_engine(
             )
             assert response.status_code == 422, response.text
             error = response.json()["error"]
-            assert error["code"] == "invalid_request"
+            assert error["code"] == "validation_error"
             assert where in error["message"]
         assert (await http.get("/healthz")).status_code == 200, "still serving"
     assert engine.executed == []

@@ -1,4 +1,6 @@
-"""The one place errors become HTTP responses: ``{"error": {"code", "message"}}``."""
+"""The one place errors become HTTP responses, for both HTTP services (the platform's API and
+the executor service): the status from :func:`assay.errors.http_status`, the body
+``{"error": {"code", "message"}}`` from :func:`assay.errors.error_body`."""
 
 from __future__ import annotations
 
@@ -10,32 +12,18 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from assay.errors import (
+    VALIDATION_ERROR,
     AssayError,
     AuthenticationError,
-    ExecutionError,
-    IdempotencyConflictError,
-    InvalidRequestError,
-    NotFoundError,
     QueueFullError,
-    StorageError,
+    error_body,
+    http_status,
 )
-from assay.storage.sql import InvalidCursorError
 
-__all__ = ["error_response", "install_error_handlers"]
+__all__ = ["assay_error_response", "error_response", "install_error_handlers"]
 
 logger = logging.getLogger(__name__)
 
-#: Most specific first.
-_STATUS: list[tuple[type[AssayError], int]] = [
-    (InvalidRequestError, 422),
-    (InvalidCursorError, 400),
-    (NotFoundError, 404),
-    (IdempotencyConflictError, 409),
-    (QueueFullError, 429),
-    (AuthenticationError, 401),
-    (StorageError, 503),
-    (ExecutionError, 503),
-]
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -52,14 +40,13 @@ _HTTP_CODES = {
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
-    )
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
-def _assay_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, AssayError)  # noqa: S101 - registered for AssayError only
-    status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
+def assay_error_response(exc: AssayError) -> JSONResponse:
+    """``exc``'s status and body, with the headers its class calls for (``Retry-After``,
+    ``WWW-Authenticate``)."""
+    status = http_status(exc)
     headers: dict[str, str] = {}
     if isinstance(exc, QueueFullError):
         headers["Retry-After"] = str(exc.retry_after)
@@ -70,13 +57,18 @@ def _assay_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(status, exc.code, exc.message, headers)
 
 
+def _assay_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AssayError)  # noqa: S101 - registered for AssayError only
+    return assay_error_response(exc)
+
+
 def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101
     problems = []
     for error in exc.errors()[:10]:
         where = ".".join(str(part) for part in error.get("loc", ()))
         problems.append(f"{where}: {error.get('msg', 'invalid')}")
-    return error_response(422, "validation_error", "; ".join(problems) or "invalid request")
+    return error_response(422, VALIDATION_ERROR, "; ".join(problems) or "invalid request")
 
 
 def _http_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -91,6 +83,7 @@ def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """Every error ``app`` raises answers ``{"error": {"code", "message"}}``."""
     app.add_exception_handler(AssayError, _assay_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

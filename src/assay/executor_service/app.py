@@ -12,8 +12,7 @@ import time
 from collections.abc import AsyncIterator, Coroutine
 from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import FastAPI, Header, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -22,20 +21,16 @@ from prometheus_client import (
     Gauge,
     generate_latest,
 )
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from assay import __version__
+from assay.api.errors import assay_error_response, install_error_handlers
 from assay.api.strict_json import StrictJsonRoute
 from assay.errors import (
-    AssayError,
     AuthenticationError,
-    EngineUnavailableError,
+    ConfigurationError,
     ExecutionError,
     ExecutorBusyError,
-    InvalidRequestError,
-    RuntimeNotAvailableError,
-    SandboxImageNotFoundError,
 )
 from assay.execution_engine import (
     BatchSandbox,
@@ -63,16 +58,6 @@ from assay.monitoring.metrics import PoolCollector
 __all__ = ["create_executor_app"]
 
 logger = logging.getLogger(__name__)
-
-_STATUS: list[tuple[type[AssayError], int]] = [
-    (InvalidRequestError, 422),
-    (ExecutorBusyError, 429),
-    (AuthenticationError, 401),
-    (EngineUnavailableError, 503),
-    (SandboxImageNotFoundError, 503),
-    (RuntimeNotAvailableError, 503),
-    (ExecutionError, 500),
-]
 
 ExecutionId = Annotated[str | None, Header(alias=EXECUTION_ID_HEADER, max_length=64)]
 BatchSandboxId = Annotated[
@@ -170,12 +155,7 @@ class _RequireToken:
             given = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
                 exc = AuthenticationError("missing or wrong executor token (ASSAY_EXECUTOR_TOKEN)")
-                response = JSONResponse(
-                    {"error": {"code": exc.code, "message": exc.message}},
-                    401,
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-                await response(scope, receive, send)
+                await assay_error_response(exc)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -244,7 +224,7 @@ def create_executor_app(engine: ExecutionInterface, *, token: str, capacity: int
     """The service around ``engine``; ``token`` is required on every request but
     ``GET /healthz`` (liveness: 200 or 503, no details)."""
     if not token:
-        raise ValueError("the executor service needs a token")
+        raise ConfigurationError("the executor service needs a token")
     slots = _Slots(engine, capacity)
     health = _Health(engine)
     batches = _BatchSandboxes(engine, limit=2 * capacity)
@@ -273,7 +253,7 @@ def create_executor_app(engine: ExecutionInterface, *, token: str, capacity: int
     )
     app.router.route_class = StrictJsonRoute
     app.add_middleware(_RequireToken, token=token, open_paths={HEALTH_PATH})
-    _handle_errors(app)
+    install_error_handlers(app)  # the platform's, so both answer an error alike
     _add_status_routes(app, slots, health)
 
     @app.post(EXECUTIONS_PATH, response_model=ExecutionResult)
@@ -354,32 +334,6 @@ def _add_status_routes(app: FastAPI, slots: _Slots, health: _Health) -> None:
     async def metrics() -> Response:
         slots.pool.update(await engine.pool_stats())
         return Response(generate_latest(slots.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-def _handle_errors(app: FastAPI) -> None:
-    """Every error answers ``{"error": {"code", "message"}}``, as the platform's do."""
-
-    @app.exception_handler(AssayError)
-    async def _assay_error(_request: Request, exc: AssayError) -> JSONResponse:
-        status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return JSONResponse(
-            {"error": {"code": exc.code, "message": exc.message}}, status, headers=headers
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
-            for e in exc.errors()[:10]
-        )
-        return JSONResponse({"error": {"code": "invalid_request", "message": problems}}, 422)
-
-    @app.exception_handler(HTTPException)
-    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse(
-            {"error": {"code": "http_error", "message": str(exc.detail)}}, exc.status_code
-        )
 
 
 async def _run(
