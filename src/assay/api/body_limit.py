@@ -10,6 +10,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from assay.errors import error_body
+
 __all__ = ["BodyLimitMiddleware"]
 
 _DRAIN_FACTOR = 4
@@ -58,14 +60,8 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "error": {
-                    "code": "payload_too_large",
-                    "message": f"request body exceeds {self.max_bytes} bytes",
-                }
-            }
-        ).encode()
+        message = f"request body exceeds {self.max_bytes} bytes"
+        body = json.dumps(error_body("payload_too_large", message)).encode()
         await send(
             {
                 "type": "http.response.start",

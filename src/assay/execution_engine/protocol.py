@@ -28,6 +28,8 @@ import base64
 import json
 from typing import Any, Literal
 
+from assay.errors import error_body
+
 __all__ = [
     "BATCH_SANDBOXES_PATH",
     "BATCH_SANDBOX_HEADER",
@@ -65,9 +67,7 @@ def result_line(result_json: str) -> bytes:
 
 
 def error_line(code: str, message: str) -> bytes:
-    return (
-        json.dumps({"type": "error", "error": {"code": code, "message": message}}).encode() + b"\n"
-    )
+    return json.dumps({"type": "error", **error_body(code, message)}).encode() + b"\n"
 
 
 def decode_output(message: dict[str, Any]) -> tuple[Literal["stdout", "stderr"], bytes]:
