@@ -64,7 +64,6 @@ __all__ = [
     "StorageError",
     "error_body",
     "error_from_code",
-    "execution_error_from_code",
     "http_status",
 ]
 
@@ -282,21 +281,3 @@ def error_from_code(code: str, message: str, **extra: Any) -> AssayError:
         return ApiError(message, status=int(extra.get("status", 500)), code=code)
     takes = inspect.signature(cls).parameters
     return cls(message, **{name: value for name, value in extra.items() if name in takes})
-
-
-def execution_error_from_code(code: str, message: str) -> ExecutionError:
-    """The ExecutionError subclass a remote executor named by ``code`` (SandboxError when the
-    code is unknown), so a remote engine raises exactly what a local one would."""
-    classes: list[type[ExecutionError]] = [
-        InvalidRequestError,
-        EngineUnavailableError,
-        SandboxImageNotFoundError,
-        RuntimeNotAvailableError,
-        ExecutorBusyError,
-        SandboxLostError,
-        SandboxError,
-    ]
-    for cls in classes:
-        if cls.code == code:
-            return cls(message)
-    return SandboxError(f"{code}: {message}")

@@ -28,10 +28,11 @@ import httpx
 
 from assay.config import ExecutionSettings
 from assay.errors import (
+    ConfigurationError,
     EngineUnavailableError,
     ExecutionError,
     SandboxError,
-    execution_error_from_code,
+    error_from_code,
 )
 from assay.execution_engine.interface import (
     BatchSandbox,
@@ -83,7 +84,7 @@ class RemoteExecutionEngine(ExecutionInterface):
         capacity_ttl_seconds: float = 1.0,
     ) -> None:
         if not urls:
-            raise EngineUnavailableError(
+            raise ConfigurationError(
                 "EXECUTION_MODE=remote needs EXECUTION_SERVICE_URL (one or more executor URLs)"
             )
         self._settings = settings
@@ -129,7 +130,8 @@ class RemoteExecutionEngine(ExecutionInterface):
             pinned = sandbox.executor if sandbox is not None else None
             executor = pinned if pinned is not None and pinned.healthy else await self._choose()
             if executor is None:
-                problems.append("no executor is healthy")
+                down = "; ".join(f"{e.url}: {e.detail}" for e in self._executors)
+                problems.append(f"no executor is healthy ({down})")
             else:
                 outcome = await self._try(executor, body, timeout, on_output, headers)
                 if isinstance(outcome, ExecutionResult):
@@ -139,8 +141,9 @@ class RemoteExecutionEngine(ExecutionInterface):
                 problems.append(f"{executor.url}: {outcome}")
             if attempt < len(_BACKOFF_SECONDS):
                 await asyncio.sleep(_BACKOFF_SECONDS[attempt])
+        last = list(dict.fromkeys(problems))[-3:]  # each problem once, however often met
         raise EngineUnavailableError(
-            "no executor could run this execution (" + "; ".join(problems[-3:]) + ")"
+            "no executor could run this execution (" + "; ".join(last) + ")"
         )
 
     async def _try(  # noqa: PLR0912 - the one place that maps every transport outcome
@@ -186,9 +189,7 @@ class RemoteExecutionEngine(ExecutionInterface):
                         return ExecutionResult.model_validate(message["result"])
                     elif kind == "error":
                         error = message.get("error") or {}
-                        raise execution_error_from_code(
-                            str(error.get("code")), str(error.get("message"))
-                        )
+                        raise _execution_error(str(error.get("code")), str(error.get("message")))
             raise httpx.RemoteProtocolError("the stream ended without a result")
         except asyncio.CancelledError:
             if started:
@@ -198,9 +199,10 @@ class RemoteExecutionEngine(ExecutionInterface):
             self._mark_down(executor, f"unreachable: {exc}")
             return "unreachable"
         except (httpx.TransportError, ValueError, KeyError) as exc:
-            self._mark_down(executor, f"failed during an execution: {exc!r}")
+            problem = f"failed {'during an execution' if started else 'before starting'}: {exc!r}"
+            self._mark_down(executor, problem)
             if not started:
-                return f"failed before starting: {exc!r}"
+                return problem
             raise EngineUnavailableError(
                 f"executor {executor.url} failed during the execution ({exc!r}); it will be "
                 "run again"
@@ -344,6 +346,15 @@ class _RemoteBatchSandbox(BatchSandbox):
 def _error_from(body: bytes, status: int) -> ExecutionError:
     try:
         error = json.loads(body)["error"]
-        return execution_error_from_code(str(error["code"]), str(error["message"]))
+        code, message = str(error["code"]), str(error["message"])
     except (ValueError, KeyError, TypeError):
-        return execution_error_from_code("sandbox_error", f"executor answered HTTP {status}")
+        return SandboxError(f"executor answered HTTP {status}")
+    return _execution_error(code, message)
+
+
+def _execution_error(code: str, message: str) -> ExecutionError:
+    """The ExecutionError an executor named by ``code``, so that a remote engine raises exactly
+    what a local one would; SandboxError for a code that names none (``cancelled``, an HTTP
+    error)."""
+    error = error_from_code(code, message)
+    return error if isinstance(error, ExecutionError) else SandboxError(f"{code}: {message}")
