@@ -26,8 +26,8 @@ from assay.config import ExecutionSettings, Settings
 from assay.errors import ExecutionError
 from assay.execution_engine.docker_daemon import DockerDaemon
 from assay.execution_engine.docker_engine import DockerEngine
-from assay.execution_engine.sandbox_spec import LABEL_ENGINE, LABEL_MANAGED
 from assay.execution_engine.local import LocalExecutionEngine
+from assay.execution_engine.sandbox_spec import LABEL_ENGINE, LABEL_MANAGED
 from assay.executor_service import create_executor_app
 from tests.sandbox import (
     BATCH_MODES,
