@@ -12,10 +12,10 @@ from assay.api.schemas import EvaluationOut
 from assay.cli_format import verdict_line
 from assay.client import DEFAULT_URL, AssayClient
 from assay.config import Settings
+from assay.storage import TERMINAL_EVENTS, EventType
 
 __all__ = ["add_commands"]
 
-_TERMINAL = {"completed", "failed", "timeout", "oom", "output_limit", "error", "cancelled"}
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -94,7 +94,7 @@ def _show(evaluation: EvaluationOut, as_json: bool) -> None:
     if as_json:
         print(evaluation.model_dump_json())
         return
-    if evaluation.status.value in _TERMINAL:
+    if evaluation.status.terminal:
         sys.stdout.write(evaluation.stdout or "")
         sys.stdout.flush()
         sys.stderr.write(evaluation.stderr or "")
@@ -163,7 +163,7 @@ def _submit_batch(
 def _wait_with_progress(client: AssayClient, evaluation: EvaluationOut) -> EvaluationOut:
     began = time.monotonic()
     interactive = sys.stderr.isatty()
-    while evaluation.status.value not in _TERMINAL:
+    while not evaluation.status.terminal:
         line = f"  {evaluation.status.value} … {time.monotonic() - began:.1f} s"
         if interactive:
             print(f"\r{line}\033[K", end="", file=sys.stderr, flush=True)
@@ -186,7 +186,7 @@ def _status(args: argparse.Namespace, _settings: Settings) -> int:
     print(f"created:  {evaluation.created_at:%Y-%m-%d %H:%M:%S}  attempts: {evaluation.attempts}")
     if evaluation.labels:
         print("labels:   " + ", ".join(f"{k}={v}" for k, v in evaluation.labels.items()))
-    if evaluation.status.value in _TERMINAL:
+    if evaluation.status.terminal:
         print(verdict_line(evaluation))
     return 0
 
@@ -194,7 +194,7 @@ def _status(args: argparse.Namespace, _settings: Settings) -> int:
 def _logs(args: argparse.Namespace, _settings: Settings) -> int:
     with _client(args) as client:
         evaluation = client.get(args.id)
-        if evaluation.status.value in _TERMINAL and not args.follow:
+        if evaluation.status.terminal and not args.follow:
             sys.stdout.write(evaluation.stdout or "")
             sys.stderr.write(evaluation.stderr or "")
             return 0
@@ -205,11 +205,11 @@ def _logs(args: argparse.Namespace, _settings: Settings) -> int:
             )
             return 0
         for event in client.events(args.id):
-            if event.type == "output":
+            if event.type == EventType.OUTPUT:
                 stream = sys.stdout if event.data.get("stream") == "stdout" else sys.stderr
                 stream.write(str(event.data.get("text", "")))
                 stream.flush()
-            elif event.type in {"finished", "cancelled"}:
+            elif event.type in TERMINAL_EVENTS:
                 print(f"[assay] {event.data.get('status', event.type)}", file=sys.stderr)
     return 0
 
