@@ -1,10 +1,11 @@
 """Batch isolation on Docker: one container reused for one batch's programs.
 
 Between two programs the sandbox's PID 1 resets the container (``sandbox_init.c``'s batch
-mode) and reports in the trailer whatever the program did that a reset cannot undo; then, or
-when a program ends other than by exiting, the container is retired and the next program gets
-a new one. The engine does the rest (limits, the warm pool, cancellation, verdicts) through
-:class:`BatchEngine`, the internal API :class:`DockerEngine` implements.
+mode) and reports in the trailer whatever the program did that a reset cannot undo. Then, or
+when a program ends other than by exiting, or the next one needs other memory or CPU limits,
+the container is retired and the next program gets another. The engine does the rest (limits,
+the warm pool, cancellation, verdicts) through :class:`BatchEngine`, the internal API that
+:class:`DockerEngine` implements.
 """
 
 from __future__ import annotations
