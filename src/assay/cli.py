@@ -8,7 +8,6 @@ import logging
 import sys
 from pathlib import Path
 
-import httpx
 from pydantic import ValidationError
 
 from assay import __version__
@@ -39,11 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     try:
         code: int = args.handler(args, settings)
-    except AssayError as exc:
+    except AssayError as exc:  # ServerUnreachableError too: it names the URL
         print(f"assay: {exc.message}", file=sys.stderr)
-        return EXIT_ERROR
-    except httpx.TransportError as exc:
-        print(f"assay: cannot reach the server: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

@@ -1,9 +1,12 @@
 """Python clients for the Assay REST API: :class:`AssayClient` (sync) and
-:class:`AsyncAssayClient`. Both cover the whole API and raise Assay's own exceptions for
-error responses (``QueueFullError`` carries ``retry_after``)."""
+:class:`AsyncAssayClient`. Both cover the whole API and raise Assay's own exceptions: for
+an error response the class its code names (``QueueFullError`` carries ``retry_after``,
+``ApiError`` covers the rest), and ``ServerUnreachableError`` when the server cannot be
+reached or the connection fails."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -19,15 +22,7 @@ from assay.api.schemas import (
     Isolation,
     QueueOut,
 )
-from assay.errors import (
-    ApiError,
-    AssayError,
-    AuthenticationError,
-    IdempotencyConflictError,
-    InvalidRequestError,
-    NotFoundError,
-    QueueFullError,
-)
+from assay.errors import AssayError, ServerUnreachableError, error_from_code
 
 __all__ = ["DEFAULT_URL", "AssayClient", "AsyncAssayClient"]
 
@@ -43,18 +38,25 @@ def _error(response: httpx.Response) -> AssayError:
         code, message = str(error["code"]), str(error["message"])
     except (ValueError, KeyError, TypeError):
         code, message = "http_error", f"HTTP {response.status_code}: {response.text[:200]}"
-    if code == "queue_full":
-        return QueueFullError(message, retry_after=int(response.headers.get("Retry-After", "5")))
-    classes: dict[str, type[AssayError]] = {
-        "invalid_request": InvalidRequestError,
-        "validation_error": InvalidRequestError,
-        "not_found": NotFoundError,
-        "idempotency_conflict": IdempotencyConflictError,
-        "unauthorized": AuthenticationError,
-    }
-    if code in classes:
-        return classes[code](message)
-    return ApiError(message, status=response.status_code, code=code)
+    retry_after = response.headers.get("Retry-After", "5")
+    return error_from_code(
+        code,
+        message,
+        status=response.status_code,
+        retry_after=int(retry_after) if retry_after.isdigit() else 5,
+    )
+
+
+@contextlib.contextmanager
+def _reaching(url: str) -> Iterator[None]:
+    """httpx's transport errors (refused, timed out, reset) raised as ServerUnreachableError."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        connecting = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+        what = "cannot reach the server" if connecting else "lost the connection to the server"
+        reason = str(exc) or type(exc).__name__
+        raise ServerUnreachableError(f"{what} at {url}: {reason}") from exc
 
 
 def _check(response: httpx.Response) -> httpx.Response:
@@ -111,6 +113,7 @@ class AssayClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._url = url
         self._http = httpx.Client(
             base_url=url, headers=headers, timeout=timeout, transport=transport
         )
@@ -124,6 +127,10 @@ class AssayClient:
     def close(self) -> None:
         self._http.close()
 
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        with _reaching(self._url):
+            return self._http.request(method, path, **kwargs)
+
     def submit(
         self,
         code: str,
@@ -136,7 +143,8 @@ class AssayClient:
         output_limit_bytes, files, labels, priority."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         params = {"wait": wait} if wait else {}
-        response = self._http.post(
+        response = self._send(
+            "POST",
             f"{_PREFIX}/evaluations",
             json=_submission(code, **fields),
             headers=headers,
@@ -156,13 +164,13 @@ class AssayClient:
         of this batch alone (reset between programs)."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         body = {"evaluations": evaluations, "isolation": isolation}
-        response = self._http.post(f"{_PREFIX}/evaluations/batch", json=body, headers=headers)
+        response = self._send("POST", f"{_PREFIX}/evaluations/batch", json=body, headers=headers)
         return BatchOut.model_validate(_check(response).json()).evaluations
 
     def get(self, evaluation_id: str, *, wait: float | None = None) -> EvaluationOut:
         params = {"wait": wait} if wait else {}
-        response = self._http.get(
-            f"{_PREFIX}/evaluations/{evaluation_id}", params=params, timeout=(wait or 0) + 60
+        response = self._send(
+            "GET", f"{_PREFIX}/evaluations/{evaluation_id}", params=params, timeout=(wait or 0) + 60
         )
         return EvaluationOut.model_validate(_check(response).json())
 
@@ -183,24 +191,27 @@ class AssayClient:
         cursor: str | None = None,
         limit: int | None = None,
     ) -> EvaluationList:
-        response = self._http.get(
-            f"{_PREFIX}/evaluations", params=_list_params(status, labels, cursor, limit)
+        response = self._send(
+            "GET", f"{_PREFIX}/evaluations", params=_list_params(status, labels, cursor, limit)
         )
         return EvaluationList.model_validate(_check(response).json())
 
     def cancel(self, evaluation_id: str) -> EvaluationOut:
-        response = self._http.post(f"{_PREFIX}/evaluations/{evaluation_id}/cancel")
+        response = self._send("POST", f"{_PREFIX}/evaluations/{evaluation_id}/cancel")
         return EvaluationOut.model_validate(_check(response).json())
 
     def events(self, evaluation_id: str, *, after: int | None = None) -> Iterator[EventOut]:
         """Past then live events until the terminal one (Server-Sent Events)."""
         headers = {"Last-Event-ID": str(after)} if after else {}
-        with self._http.stream(
-            "GET",
-            f"{_PREFIX}/evaluations/{evaluation_id}/events",
-            headers=headers,
-            timeout=httpx.Timeout(60.0, read=None),
-        ) as response:
+        with (
+            _reaching(self._url),
+            self._http.stream(
+                "GET",
+                f"{_PREFIX}/evaluations/{evaluation_id}/events",
+                headers=headers,
+                timeout=httpx.Timeout(60.0, read=None),
+            ) as response,
+        ):
             if response.is_error:
                 response.read()
                 raise _error(response)
@@ -210,11 +221,11 @@ class AssayClient:
                     yield event
 
     def queue(self) -> QueueOut:
-        return QueueOut.model_validate(_check(self._http.get(f"{_PREFIX}/queue")).json())
+        return QueueOut.model_validate(_check(self._send("GET", f"{_PREFIX}/queue")).json())
 
     def ready(self) -> dict[str, Any]:
         """The /readyz report (does not raise when not ready)."""
-        body: dict[str, Any] = self._http.get("/readyz").json()
+        body: dict[str, Any] = self._send("GET", "/readyz").json()
         return body
 
 
@@ -230,6 +241,7 @@ class AsyncAssayClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._url = url
         self._http = httpx.AsyncClient(
             base_url=url, headers=headers, timeout=timeout, transport=transport
         )
@@ -243,6 +255,10 @@ class AsyncAssayClient:
     async def close(self) -> None:
         await self._http.aclose()
 
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        with _reaching(self._url):
+            return await self._http.request(method, path, **kwargs)
+
     async def submit(
         self,
         code: str,
@@ -253,7 +269,8 @@ class AsyncAssayClient:
     ) -> EvaluationOut:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         params = {"wait": wait} if wait else {}
-        response = await self._http.post(
+        response = await self._send(
+            "POST",
             f"{_PREFIX}/evaluations",
             json=_submission(code, **fields),
             headers=headers,
@@ -273,13 +290,15 @@ class AsyncAssayClient:
         of this batch alone (reset between programs)."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         body = {"evaluations": evaluations, "isolation": isolation}
-        response = await self._http.post(f"{_PREFIX}/evaluations/batch", json=body, headers=headers)
+        response = await self._send(
+            "POST", f"{_PREFIX}/evaluations/batch", json=body, headers=headers
+        )
         return BatchOut.model_validate(_check(response).json()).evaluations
 
     async def get(self, evaluation_id: str, *, wait: float | None = None) -> EvaluationOut:
         params = {"wait": wait} if wait else {}
-        response = await self._http.get(
-            f"{_PREFIX}/evaluations/{evaluation_id}", params=params, timeout=(wait or 0) + 60
+        response = await self._send(
+            "GET", f"{_PREFIX}/evaluations/{evaluation_id}", params=params, timeout=(wait or 0) + 60
         )
         return EvaluationOut.model_validate(_check(response).json())
 
@@ -301,37 +320,38 @@ class AsyncAssayClient:
         cursor: str | None = None,
         limit: int | None = None,
     ) -> EvaluationList:
-        response = await self._http.get(
-            f"{_PREFIX}/evaluations", params=_list_params(status, labels, cursor, limit)
+        response = await self._send(
+            "GET", f"{_PREFIX}/evaluations", params=_list_params(status, labels, cursor, limit)
         )
         return EvaluationList.model_validate(_check(response).json())
 
     async def cancel(self, evaluation_id: str) -> EvaluationOut:
-        response = await self._http.post(f"{_PREFIX}/evaluations/{evaluation_id}/cancel")
+        response = await self._send("POST", f"{_PREFIX}/evaluations/{evaluation_id}/cancel")
         return EvaluationOut.model_validate(_check(response).json())
 
     async def events(
         self, evaluation_id: str, *, after: int | None = None
     ) -> AsyncIterator[EventOut]:
         headers = {"Last-Event-ID": str(after)} if after else {}
-        async with self._http.stream(
-            "GET",
-            f"{_PREFIX}/evaluations/{evaluation_id}/events",
-            headers=headers,
-            timeout=httpx.Timeout(60.0, read=None),
-        ) as response:
-            if response.is_error:
-                await response.aread()
-                raise _error(response)
-            parser = _SseParser()
-            async for line in response.aiter_lines():
-                if (event := parser.feed(line)) is not None:
-                    yield event
+        with _reaching(self._url):
+            async with self._http.stream(
+                "GET",
+                f"{_PREFIX}/evaluations/{evaluation_id}/events",
+                headers=headers,
+                timeout=httpx.Timeout(60.0, read=None),
+            ) as response:
+                if response.is_error:
+                    await response.aread()
+                    raise _error(response)
+                parser = _SseParser()
+                async for line in response.aiter_lines():
+                    if (event := parser.feed(line)) is not None:
+                        yield event
 
     async def queue(self) -> QueueOut:
-        response = await self._http.get(f"{_PREFIX}/queue")
+        response = await self._send("GET", f"{_PREFIX}/queue")
         return QueueOut.model_validate(_check(response).json())
 
     async def ready(self) -> dict[str, Any]:
-        body: dict[str, Any] = (await self._http.get("/readyz")).json()
+        body: dict[str, Any] = (await self._send("GET", "/readyz")).json()
         return body
