@@ -298,17 +298,19 @@ class StorageQueue(EvaluationQueue):
     async def _engine_down(self, evaluation: Evaluation, exc: ExecutionError) -> None:
         """Put the evaluation back and pause every worker for a while: the engine, not the
         program, failed, and failing the whole queue would lose work."""
+        if self._engine_ok.is_set():
+            delay = _ENGINE_BACKOFF_SECONDS[
+                min(self._engine_failures, len(_ENGINE_BACKOFF_SECONDS) - 1)
+            ]
+            self._engine_failures += 1
+            logger.error(
+                "execution engine unavailable (%s); pausing the queue for %.0f s", exc, delay
+            )
+            # Paused before it is back in the queue: no worker claims it again meanwhile.
+            self._engine_ok.clear()
+            asyncio.get_running_loop().call_later(delay, self._engine_ok.set)
         reason = f"execution engine unavailable, will retry: {exc.message}"
         await self._requeue(evaluation, reason)
-        if not self._engine_ok.is_set():
-            return
-        delay = _ENGINE_BACKOFF_SECONDS[
-            min(self._engine_failures, len(_ENGINE_BACKOFF_SECONDS) - 1)
-        ]
-        self._engine_failures += 1
-        logger.error("execution engine unavailable (%s); pausing the queue for %.0f s", exc, delay)
-        self._engine_ok.clear()
-        asyncio.get_running_loop().call_later(delay, self._engine_ok.set)
 
     async def _lost(self, evaluation: Evaluation, exc: SandboxLostError) -> None:
         """The sandbox went away under the program (killed or removed from outside): that
