@@ -181,8 +181,8 @@ async def test_output_of_a_leftover_process_never_reaches_the_next_program(
         batch,
         """
         import subprocess
+        print('started', flush=True)  # before the child: a busy machine runs it first
         subprocess.Popen(['sh', '-c', 'while true; do echo LEAK; echo LEAK >&2; done'])
-        print('started')
         """,
     )
     assert first.status is ExecutionStatus.COMPLETED
