@@ -44,7 +44,7 @@ async def main() -> None:
     port = free_port()
     env = {
         **os.environ,
-        "ASSAY_EXECUTOR_TOKEN": TOKEN,
+        "ASSAY_EXECUTOR__TOKEN": TOKEN,
         "ASSAY_EXECUTION__ENGINE_ID": "bench-remote",
     }
     executor = subprocess.Popen(

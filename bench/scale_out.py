@@ -134,7 +134,7 @@ async def main() -> None:
         async with database(args.postgres) as db, AsyncExitStack() as stack:
             shared = {
                 "ASSAY_STORAGE__URL": db,
-                "ASSAY_REDIS_URL": args.redis,
+                "ASSAY_REDIS__URL": args.redis,
                 "ASSAY_QUEUE__BACKEND": "celery",
             }
             for index in range(workers):

@@ -248,7 +248,9 @@ async def _serve(
                 update={
                     "execution_mode": "remote",
                     "execution_service_url": executor_url,
-                    "executor_token": SecretStr(EXECUTOR_TOKEN),
+                    "executor": settings.executor.model_copy(
+                        update={"token": SecretStr(EXECUTOR_TOKEN)}
+                    ),
                 }
             )
             async with running_server(remote) as running:

@@ -72,7 +72,7 @@ async def test_500_evaluations_survive_a_killed_worker_and_a_redis_restart(
     with postgres_database() as database:
         shared = {
             "ASSAY_STORAGE__URL": database,
-            "ASSAY_REDIS_URL": REDIS_URL,
+            "ASSAY_REDIS__URL": REDIS_URL,
             "ASSAY_QUEUE__BACKEND": "celery",
             "ASSAY_QUEUE__LEASE_SECONDS": "4",
             "ASSAY_QUEUE__MAX_QUEUED": "1000",

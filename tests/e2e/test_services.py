@@ -75,7 +75,7 @@ def stack(images: None) -> Iterator[tuple[str, str]]:
     engine_id = f"{TEST_ENGINE_PREFIX}stack-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
-        "ASSAY_EXECUTOR_TOKEN": "stack-token-" + uuid.uuid4().hex,
+        "ASSAY_EXECUTOR__TOKEN": "stack-token-" + uuid.uuid4().hex,
         "ASSAY_EXECUTOR_ENGINE_ID": engine_id,
         "ASSAY_PORT": str(free_port()),
         "ASSAY_EXECUTOR_PORT": str(free_port()),
@@ -159,7 +159,7 @@ def scale_out(images: None) -> Iterator[ScaleOut]:
     env = {
         **os.environ,
         **{f"ASSAY_{name}_PORT": port for name, port in ports.items()},
-        "ASSAY_EXECUTOR_TOKEN": "scale-token-" + uuid.uuid4().hex,
+        "ASSAY_EXECUTOR__TOKEN": "scale-token-" + uuid.uuid4().hex,
         "ASSAY_DB_PASSWORD": uuid.uuid4().hex,
         "ASSAY_REDIS_PASSWORD": uuid.uuid4().hex,
         "ASSAY_EXECUTOR_ENGINE_ID": engine_id,
@@ -259,7 +259,7 @@ def test_the_scale_out_profile_runs_replicas_workers_and_executors(scale_out: Sc
     wrong = [r for r in results if r.status != "completed" or r.stdout != f"{expected[r.id]}\n"]
     assert wrong == []
     assert {r.executor for r in results} == {"worker-1", "worker-2"}, "both workers ran some"
-    token = scale_out.env["ASSAY_EXECUTOR_TOKEN"]
+    token = scale_out.env["ASSAY_EXECUTOR__TOKEN"]
     ran = [total(url, "assay_executor_executions_total", token) for url in scale_out.executors]
     assert sum(ran) == len(results) + 1 and min(ran) > 0, ran
     recorded = [total(url, "assay_evaluations_total") for url in scale_out.workers]

@@ -92,7 +92,7 @@ async def test_serve_run_and_an_executor_share_one_engine(tmp_path: Path) -> Non
             executor_port = free_port()
             executor = subprocess.Popen(
                 [sys.executable, "-m", "assay", "executor", "--port", str(executor_port)],
-                env={**env, "ASSAY_EXECUTOR_TOKEN": TOKEN},
+                env={**env, "ASSAY_EXECUTOR__TOKEN": TOKEN},
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )

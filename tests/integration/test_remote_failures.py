@@ -37,7 +37,7 @@ def remote_settings(data_dir: Path, executor_urls: list[str], **overrides: objec
         update={
             "execution_mode": "remote",
             "execution_service_url": ",".join(executor_urls),
-            "executor_token": SecretStr(EXECUTOR_TOKEN),
+            "executor": settings.executor.model_copy(update={"token": SecretStr(EXECUTOR_TOKEN)}),
         }
     )
 
@@ -142,7 +142,7 @@ async def test_an_executor_killed_mid_execution_means_a_rerun(tmp_path: Path) ->
     engine_id = f"{TEST_ENGINE_PREFIX}killed-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
-        "ASSAY_EXECUTOR_TOKEN": EXECUTOR_TOKEN,
+        "ASSAY_EXECUTOR__TOKEN": EXECUTOR_TOKEN,
         "ASSAY_EXECUTION__ENGINE_ID": engine_id,
     }
     command = [sys.executable, "-m", "assay", "executor", "--port", str(port)]

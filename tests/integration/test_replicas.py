@@ -59,7 +59,7 @@ def start_worker(
         **os.environ,
         "ASSAY_DATA_DIR": str(tmp_path / engine_id),
         "ASSAY_STORAGE__URL": database,
-        "ASSAY_REDIS_URL": REDIS_URL,
+        "ASSAY_REDIS__URL": REDIS_URL,
         "ASSAY_EXECUTION__ENGINE_ID": engine_id,
         "ASSAY_EXECUTION__POOL__SIZE": "1",
         "ASSAY_QUEUE__CONCURRENCY": "2",
@@ -93,7 +93,7 @@ def api_only(tmp_path: Path, database: str) -> Settings:
         tmp_path / "api",
         queue={"run_workers": False},
         storage={"url": database},
-        redis_url=REDIS_URL,
+        redis={"url": REDIS_URL},
     )
 
 
