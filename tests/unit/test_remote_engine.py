@@ -203,7 +203,7 @@ async def test_a_refused_token_is_engine_unavailable_naming_the_setting() -> Non
     executors = Executors({A: refused, B: refused}, free={A: 2})
     outcome, _ = await run(engine(executors))
     assert isinstance(outcome, EngineUnavailableError)
-    assert "refused our token" in outcome.message and "ASSAY_EXECUTOR_TOKEN" in outcome.message
+    assert "refused our token" in outcome.message and "ASSAY_EXECUTOR__TOKEN" in outcome.message
     assert len([r for r in executors.requests if r.method == "POST"]) == 1, "not retried"
 
 

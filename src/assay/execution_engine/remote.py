@@ -173,7 +173,7 @@ class RemoteExecutionEngine(ExecutionInterface):
                 if response.status_code == 401:
                     raise EngineUnavailableError(
                         f"executor {executor.url} refused our token; give the platform the "
-                        "executor's ASSAY_EXECUTOR_TOKEN"
+                        "executor's ASSAY_EXECUTOR__TOKEN"
                     )
                 if response.is_error:
                     raise _error_from(await response.aread(), response.status_code)

@@ -154,7 +154,7 @@ class _RequireToken:
         if scope["type"] == "http" and scope["path"] not in self.open_paths:
             given = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
-                exc = AuthenticationError("missing or wrong executor token (ASSAY_EXECUTOR_TOKEN)")
+                exc = AuthenticationError("missing or wrong executor token (ASSAY_EXECUTOR__TOKEN)")
                 await assay_error_response(exc)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
