@@ -17,7 +17,6 @@ from assay.storage import TERMINAL_EVENTS, EventType
 __all__ = ["add_commands"]
 
 
-
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     connection = argparse.ArgumentParser(add_help=False)
     connection.add_argument(

@@ -37,7 +37,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     worker.set_defaults(handler=_worker)
 
     executor = commands.add_parser(
-        "executor", help="serve the execution engine alone (Phase 1; needs ASSAY_EXECUTOR_TOKEN)"
+        "executor", help="serve the execution engine alone (Phase 1; needs ASSAY_EXECUTOR__TOKEN)"
     )
     executor.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     executor.add_argument("--port", type=int, default=8100, help="port (default 8100)")
@@ -149,7 +149,7 @@ def _executor(args: argparse.Namespace, settings: Settings) -> int:
     token = settings.executor.token.get_secret_value() if settings.executor.token else ""
     if len(token) < 16:
         print(
-            "assay: the executor refuses to start without ASSAY_EXECUTOR_TOKEN (16 characters "
+            "assay: the executor refuses to start without ASSAY_EXECUTOR__TOKEN (16 characters "
             "or more); the platform sends the same value",
             file=sys.stderr,
         )

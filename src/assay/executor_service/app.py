@@ -24,8 +24,7 @@ from prometheus_client import (
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from assay import __version__
-from assay.api.errors import assay_error_response, install_error_handlers
-from assay.api.strict_json import StrictJsonRoute
+from assay.api import StrictJsonRoute, assay_error_response, install_error_handlers
 from assay.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -53,7 +52,7 @@ from assay.execution_engine.protocol import (
     output_line,
     result_line,
 )
-from assay.monitoring.metrics import PoolCollector
+from assay.monitoring import PoolCollector
 
 __all__ = ["create_executor_app"]
 

@@ -2,6 +2,6 @@
 
 from assay.monitoring.bus import ALL, EventBus, Notice, Subscription
 from assay.monitoring.factory import create_bus
-from assay.monitoring.metrics import Metrics
+from assay.monitoring.metrics import Metrics, PoolCollector
 
-__all__ = ["ALL", "EventBus", "Metrics", "Notice", "Subscription", "create_bus"]
+__all__ = ["ALL", "EventBus", "Metrics", "Notice", "PoolCollector", "Subscription", "create_bus"]
