@@ -1,5 +1,6 @@
-"""The sandbox's PID 1 (``sandbox_init.c``), compiled as ``assay image build`` does and run
-here as an ordinary process: the stdin protocol, files, exit status and the trailer."""
+"""The sandbox's PID 1 (``sandbox_init.c``), compiled as ``assay image build`` does (with the
+machine's C compiler) and run here as an ordinary process: the stdin protocol, files, exit
+status and the trailer."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import pytest
 from assay.execution_engine.attach import encode_payload
 from assay.execution_engine.image import compile_supervisor
 from assay.execution_engine.output import OutputCollector
+
+pytestmark = [pytest.mark.integration]
 
 NONCE = "cd" * 16
 
