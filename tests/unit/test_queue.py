@@ -100,6 +100,28 @@ def settings(tmp_path: Path) -> Settings:
     return platform_settings(tmp_path / "data", queue={"concurrency": 1})
 
 
+async def test_the_engines_verdicts_are_recorded_as_it_gave_them(settings: Settings) -> None:
+    programs = {
+        "timeout": ExecutionRequest(code="while True:\n    pass", timeout_seconds=0.5),
+        "flood": ExecutionRequest(
+            code="while True:\n    print('x' * 100)", output_limit_bytes=1000
+        ),
+        "failed": ExecutionRequest(code="import sys\nprint('oops', file=sys.stderr)\nsys.exit(3)"),
+    }
+    async with started(settings) as platform:
+        created = await platform.queue.submit([NewEvaluation(request=r) for r in programs.values()])
+        timeout, flood, failed = [await platform.queue.wait(e.id, 10) for e, _ in created]
+    assert timeout.status is EvaluationStatus.TIMEOUT
+    assert timeout.outcome is not None and timeout.outcome.signal == 9
+    assert timeout.outcome.duration_seconds is not None
+    assert 0.5 <= timeout.outcome.duration_seconds < 1.5
+    assert flood.status is EvaluationStatus.OUTPUT_LIMIT and flood.outcome is not None
+    assert flood.outcome.stdout is not None and len(flood.outcome.stdout) == 1000
+    assert flood.outcome.stdout_truncated
+    assert failed.status is EvaluationStatus.FAILED and failed.outcome is not None
+    assert (failed.outcome.exit_code, failed.outcome.stderr) == (3, "oops\n")
+
+
 async def test_a_lost_sandbox_runs_again_then_ends_as_error_after_max_attempts(
     tmp_path: Path,
 ) -> None:
