@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import tempfile
 import urllib.parse
 import uuid
 from collections.abc import Iterator
@@ -29,17 +28,24 @@ from tests.sandbox import TEST_ENGINE_PREFIX, make_settings, platform_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration, pytest.mark.slow]
 
-ENGINE_ID = f"{TEST_ENGINE_PREFIX}fuzz-{uuid.uuid4().hex[:8]}"
-SETTINGS = platform_settings(
-    Path(tempfile.mkdtemp(prefix="assay-fuzz-")),
-    execution={"engine_id": ENGINE_ID, "default_timeout_seconds": 2.0},
-    queue={"concurrency": 1, "max_queued": 5},
-    api={"max_wait_seconds": 1.0, "max_batch_size": 3},
-)
-# /api/v1/events is a stream that never ends by design (tested in test_api.py).
-schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(SETTINGS)).exclude(
-    path="/api/v1/events"
-)
+
+@pytest.fixture
+def platform_schema(tmp_path: Path) -> Iterator[schemathesis.schemas.BaseSchema]:
+    """The platform's OpenAPI schema, served by its application in-process (real engine,
+    short limits); afterwards, checks that fuzzing left no container behind."""
+    config = platform_settings(
+        tmp_path,
+        execution={"default_timeout_seconds": 2.0},
+        queue={"concurrency": 1, "max_queued": 5},
+        api={"max_wait_seconds": 1.0, "max_batch_size": 3},
+    )
+    yield schemathesis.openapi.from_asgi("/openapi.json", create_app(config))
+    # schemathesis stops the application (its lifespan) when the test ends, before this.
+    assert leftover_containers(config.execution.engine_id) == []
+
+
+# /api/v1/events is a stream that never ends by design (tested in tests/unit/test_api.py).
+schema = schemathesis.pytest.from_fixture("platform_schema").exclude(path="/api/v1/events")
 
 
 @schema.parametrize()
@@ -47,10 +53,6 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(SETTINGS)).e
 def test_no_input_produces_a_server_error(case: schemathesis.Case) -> None:
     # An unhandled exception surfaces here as itself; a 5xx response fails the check.
     case.call_and_validate(checks=[not_a_server_error])
-
-
-def test_fuzzing_left_no_container_behind() -> None:
-    assert leftover_containers(ENGINE_ID) == []
 
 
 # Beyond schemathesis: Hypothesis writes the request bodies itself, as raw bytes, with what
