@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from assay.execution_engine.interface import PoolStats
 from assay.execution_engine.sandbox_spec import Profile
 
-# PoolStats is re-exported: remote.py and monitoring still import it from here.
+# PoolStats is re-exported: remote.py still imports it from here.
 __all__ = ["PoolStats", "WarmPool", "merge_pool_stats"]
 
 logger = logging.getLogger(__name__)
