@@ -1,12 +1,16 @@
 """The result contract on the real engine: output, exit codes, stdin, encodings, sizes,
-files, live output, cancellation, concurrency, and the engine-failure paths."""
+files, live output, cancellation, concurrency, and the engine-failure paths; and on the
+fake engine (``tests/fakes.py``), so that it cannot drift, for every case not about
+isolation."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +26,7 @@ from tests.conftest import (
     leftover_containers,
     running_executor,
 )
+from tests.fakes import FakeEngine, process_exists
 from tests.sandbox import (
     BATCH_MODES,
     PRINT_CONTAINER_ID,
@@ -34,22 +39,41 @@ from tests.sandbox import (
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
+#: The real engines. Cases about isolation (limits the kernel enforces, sandboxes kept
+#: apart) run on these only; every other case also runs on the fake.
+REAL_ENGINES = [
+    "local",
+    "local-cold",
+    "remote",
+    *(f"{where}-{mode}" for mode in BATCH_MODES for where in ("local", "remote")),
+]
+real_engines_only = pytest.mark.parametrize("engine", REAL_ENGINES, indirect=True)
 
-@pytest.fixture(
-    params=[
-        "local",
-        "local-cold",
-        "remote",
-        *(f"{where}-{mode}" for mode in BATCH_MODES for where in ("local", "remote")),
-    ]
-)
+
+@pytest.fixture
+def fake_engine(settings: ExecutionSettings, tmp_path: Path) -> FakeEngine:
+    """The fake engine, running every program in one known working directory."""
+    return FakeEngine(settings, workspace=tmp_path / "workspace")
+
+
+@pytest.fixture(params=[*REAL_ENGINES, "fake", "fake-batch"])
 async def engine(
     request: pytest.FixtureRequest, settings: ExecutionSettings
 ) -> AsyncIterator[ExecutionInterface]:
     """The same contract on the local engine, warm (pooled) and cold, and on the remote one
     (pooled) through an executor service on a real socket; ``-batch``: in batch isolation,
-    every program in a batch sandbox that has just run another program."""
+    every program in a batch sandbox that has just run another program. ``fake``: the fake
+    engine (local processes), which must keep the same contract."""
     batched = request.param.endswith("-batch")
+    if request.param.startswith("fake"):
+        fake: FakeEngine = request.getfixturevalue("fake_engine")
+        engine = InBatch(fake) if batched else fake
+        yield engine
+        left = fake.leftover_processes()
+        await engine.close()
+        assert left == [], "a program's process was left behind"
+        assert fake.workspace is not None and not fake.workspace.exists(), "files left behind"
+        return
     if request.param.startswith("local"):
         local = DockerEngine(cold(settings) if request.param == "local-cold" else settings)
         try:
@@ -66,6 +90,41 @@ async def engine(
             yield engine
             await engine.close()
     assert leftover_containers(settings.engine_id) == [], "a sandbox container was left behind"
+
+
+@pytest.fixture
+def workspace(request: pytest.FixtureRequest) -> str:
+    """The working directory programs run in: the sandbox's, or the fake engine's."""
+    if str(request.node.callspec.params["engine"]).startswith("fake"):
+        return str(request.getfixturevalue("fake_engine").workspace)
+    return "/workspace"
+
+
+@dataclass(frozen=True)
+class Sandboxes:
+    """How a test sees the sandboxes of the engine under test."""
+
+    #: Python that prints the id of the sandbox it runs in (first thing, flushed).
+    print_id: str
+    exists: Callable[[str], bool]
+    #: Processes left running by finished sandboxes.
+    leftover_processes: Callable[[], list[int]]
+
+
+@pytest.fixture
+def sandboxes(request: pytest.FixtureRequest) -> Sandboxes:
+    """Containers and the sandbox user's processes; for the fake engine, the program's
+    process (its pid is the sandbox's id) and its process group."""
+    if str(request.node.callspec.params["engine"]).startswith("fake"):
+        fake: FakeEngine = request.getfixturevalue("fake_engine")
+        return Sandboxes(
+            "import os\nprint(os.getpid(), flush=True)\n",
+            lambda pid: process_exists(int(pid)),
+            fake.leftover_processes,
+        )
+    return Sandboxes(
+        PRINT_CONTAINER_ID, container_exists, lambda: sandbox_processes(settle_seconds=1)
+    )
 
 
 async def test_stdout_stderr_and_success(engine: ExecutionInterface) -> None:
@@ -86,11 +145,13 @@ async def test_non_zero_exit_is_failed_with_its_code(engine: ExecutionInterface,
     assert result.exit_code == code and result.signal is None
 
 
-async def test_an_exception_is_failed_with_its_traceback(engine: ExecutionInterface) -> None:
+async def test_an_exception_is_failed_with_its_traceback(
+    engine: ExecutionInterface, workspace: str
+) -> None:
     result = await run(engine, "def f():\n    raise ValueError('boom')\nf()")
     assert result.status is ExecutionStatus.FAILED
     assert result.exit_code == 1
-    assert 'File "/workspace/main.py", line 2, in f' in result.stderr
+    assert f'File "{workspace}/main.py", line 2, in f' in result.stderr
     assert result.stderr.rstrip().endswith("ValueError: boom")
 
 
@@ -184,15 +245,18 @@ async def test_large_output_under_the_cap_is_complete(engine: ExecutionInterface
     assert result.stdout.splitlines()[-1] == "0099999"
 
 
-async def test_extra_files_are_in_the_working_directory(engine: ExecutionInterface) -> None:
+async def test_extra_files_are_in_the_working_directory(
+    engine: ExecutionInterface, workspace: str
+) -> None:
     result = await run(
         engine,
         "import helper, os\nprint(helper.answer(), open('data/input.txt').read(), os.getcwd())",
         files={"helper.py": "def answer():\n    return 42\n", "data/input.txt": "payload"},
     )
-    assert result.stdout == "42 payload /workspace\n"
+    assert result.stdout == f"42 payload {workspace}\n"
 
 
+@real_engines_only
 async def test_cpu_limit_is_enforced(engine: ExecutionInterface) -> None:
     code = """
     import threading, time
@@ -231,7 +295,7 @@ async def test_output_streams_live_while_the_program_runs(engine: ExecutionInter
 
 
 async def test_cancelling_kills_and_removes_the_sandbox(
-    engine: ExecutionInterface, settings: ExecutionSettings
+    engine: ExecutionInterface, sandboxes: Sandboxes
 ) -> None:
     started = asyncio.Event()
     printed = bytearray()
@@ -242,22 +306,23 @@ async def test_cancelling_kills_and_removes_the_sandbox(
 
     task = asyncio.create_task(
         engine.execute(
-            ExecutionRequest(code=PRINT_CONTAINER_ID + "import time\ntime.sleep(60)"),
+            ExecutionRequest(code=sandboxes.print_id + "import time\ntime.sleep(60)"),
             on_output=on_output,
         )
     )
     await asyncio.wait_for(started.wait(), timeout=10)
     container_id = printed.decode().split()[0]
-    assert container_exists(container_id)
+    assert sandboxes.exists(container_id)
     began = time.monotonic()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert time.monotonic() - began < 5
-    assert not container_exists(container_id), "removed before the cancellation returned"
-    assert sandbox_processes(settle_seconds=1) == []
+    assert not sandboxes.exists(container_id), "removed before the cancellation returned"
+    assert sandboxes.leftover_processes() == []
 
 
+@real_engines_only
 async def test_concurrent_executions_are_isolated(engine: ExecutionInterface) -> None:
     results = await asyncio.gather(
         *(
