@@ -44,7 +44,7 @@ from assay.execution_engine import (
     OutputCallback,
     PoolStats,
 )
-from assay.execution_engine.attach import Outcome, verdict
+from assay.execution_engine.attach import AttachEnd, verdict
 from assay.execution_engine.models import MAIN_FILE, ResolvedRequest, resolve_request
 from assay.execution_engine.output import OutputCollector, Trailer
 
@@ -297,7 +297,7 @@ class _Run:
         if self.on_output is not None:
             self.on_output(stream, data)
 
-    async def supervise(self) -> Outcome:
+    async def supervise(self) -> AttachEnd:
         """Feed stdin, read the output, and wait for the program's exit, the deadline or the
         output cap; then kill what is left of its group, reap it and read its pipes dry."""
         loop = asyncio.get_running_loop()
@@ -325,7 +325,7 @@ class _Run:
             await asyncio.wait({exited, over}, timeout=remaining, return_when="FIRST_COMPLETED")
         finally:
             over.cancel()
-        outcome: Outcome = "timeout"
+        outcome: AttachEnd = "timeout"
         if exited.done():
             outcome = "exited"
             self.ended_at = time.monotonic()
@@ -363,7 +363,7 @@ class _Run:
         _, self.status, self.usage = os.wait4(self.process.pid, 0)
         self.process.returncode = os.waitstatus_to_exitcode(self.status)
 
-    def result(self, outcome: Outcome) -> ExecutionResult:
+    def result(self, outcome: AttachEnd) -> ExecutionResult:
         assert self.status is not None and self.ended_at is not None
         usage = self.usage
         assert usage is not None

@@ -16,8 +16,7 @@ from fastapi import FastAPI
 from assay.api import ApiKeys, Services, bind, create_api
 from assay.config import Settings
 from assay.errors import ExecutionError
-from assay.execution_engine import ExecutionInterface
-from assay.execution_engine.factory import create_engine
+from assay.execution_engine import ExecutionInterface, create_engine
 from assay.monitoring import Metrics, create_bus
 from assay.queue import StorageQueue, create_queue
 from assay.storage import create_storage

@@ -127,14 +127,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _execute_once(settings: Settings, request: ExecutionRequest) -> ExecutionResult:
-    from assay.execution_engine.local import LocalExecutionEngine  # noqa: PLC0415 - Docker SDK
+    from assay.execution_engine import LocalExecutionEngine  # noqa: PLC0415 - Docker SDK
 
     async with LocalExecutionEngine(settings.execution) as engine:
         return await engine.execute(request)
 
 
 def _image_build(args: argparse.Namespace, settings: Settings) -> int:
-    from assay.execution_engine.image import build_image, image_status  # noqa: PLC0415
+    from assay.execution_engine import build_image, image_status  # noqa: PLC0415
 
     if args.if_missing:
         status = image_status(settings.execution)
@@ -159,7 +159,7 @@ def _doctor(_args: argparse.Namespace, settings: Settings) -> int:
         return 1
     for key, value in health.facts.items():
         print(f"{key:>15}: {value}")
-    from assay.execution_engine.image import image_status  # noqa: PLC0415
+    from assay.execution_engine import image_status  # noqa: PLC0415
 
     status = image_status(settings.execution)
     if not status.current:
@@ -173,7 +173,7 @@ def _doctor(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _health(settings: Settings) -> EngineHealth:
-    from assay.execution_engine.local import LocalExecutionEngine  # noqa: PLC0415 - Docker SDK
+    from assay.execution_engine import LocalExecutionEngine  # noqa: PLC0415 - Docker SDK
 
     async with LocalExecutionEngine(settings.execution) as engine:
         return await engine.check_health()

@@ -143,7 +143,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 def _executor(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn  # noqa: PLC0415 - only the servers need it
 
-    from assay.execution_engine.local import LocalExecutionEngine  # noqa: PLC0415
+    from assay.execution_engine import LocalExecutionEngine  # noqa: PLC0415
     from assay.executor_service import create_executor_app  # noqa: PLC0415
 
     token = settings.executor.token.get_secret_value() if settings.executor.token else ""

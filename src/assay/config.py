@@ -268,19 +268,6 @@ class Settings(BaseSettings):
         deprecated = _DeprecatedEnv(settings_cls)
         return init_settings, env_settings, deprecated, dotenv_settings, file_secret_settings
 
-    # TRANSITION: read-only flat names, until every caller uses the groups.
-    @property
-    def redis_url(self) -> str | None:
-        return self.redis.url
-
-    @property
-    def executor_token(self) -> SecretStr | None:
-        return self.executor.token
-
-    @property
-    def executor_capacity(self) -> int:
-        return self.executor.capacity
-
     @property
     def bus_backend(self) -> Literal["memory", "redis"]:
         """Where live notices travel: this process only, or Redis between replicas."""

@@ -25,7 +25,7 @@ from assay.execution_engine import (
     ExecutionStatus,
     OutputCallback,
 )
-from assay.execution_engine.attach import Outcome, Run, verdict
+from assay.execution_engine.attach import AttachEnd, Run, verdict
 from assay.execution_engine.docker_batch import DockerBatchSandbox
 from assay.execution_engine.models import resolve_request
 from assay.execution_engine.output import OutputCollector, trailer_marker
@@ -158,7 +158,7 @@ class FakeBatchEngine:
         return container.name, container.attach
 
     def judge(
-        self, run: Run, outcome: Outcome, collector: OutputCollector, duration: float
+        self, run: Run, outcome: AttachEnd, collector: OutputCollector, duration: float
     ) -> ExecutionResult:
         return verdict(outcome, None, False, collector.finish(), duration)
 

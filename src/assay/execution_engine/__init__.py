@@ -1,7 +1,10 @@
-"""Running untrusted programs in sandboxes: the interface, its values and its backends."""
+"""Running untrusted programs in sandboxes: the interface, its values and its backends.
+``create_engine`` picks one from settings. The Docker engine and the image builder load the
+Docker SDK on first use only."""
 
 from typing import TYPE_CHECKING, Any
 
+from assay.execution_engine.factory import create_engine
 from assay.execution_engine.interface import (
     BatchSandbox,
     EngineHealth,
@@ -28,17 +31,27 @@ __all__ = [
     "OutputCallback",
     "PoolStats",
     "ResolvedRequest",
+    "build_image",
+    "create_engine",
+    "image_status",
     "resolve_request",
 ]
 
 if TYPE_CHECKING:
+    from assay.execution_engine.image import build_image, image_status
     from assay.execution_engine.local import LocalExecutionEngine
+
+#: Lazy: only processes that run sandboxes themselves need the Docker SDK.
+_HOMES = {
+    "LocalExecutionEngine": "assay.execution_engine.local",
+    "build_image": "assay.execution_engine.image",
+    "image_status": "assay.execution_engine.image",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy: only processes that run sandboxes themselves need the Docker SDK.
-    if name == "LocalExecutionEngine":
-        from assay.execution_engine.local import LocalExecutionEngine  # noqa: PLC0415
+    if name not in _HOMES:
+        raise AttributeError(name)
+    import importlib  # noqa: PLC0415
 
-        return LocalExecutionEngine
-    raise AttributeError(name)
+    return getattr(importlib.import_module(_HOMES[name]), name)

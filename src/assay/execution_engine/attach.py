@@ -30,9 +30,9 @@ from assay.execution_engine.sandbox_spec import Profile
 
 __all__ = [
     "SIGKILL",
+    "AttachEnd",
     "Cancelled",
     "Emit",
-    "Outcome",
     "Run",
     "close_attach",
     "encode_payload",
@@ -42,7 +42,8 @@ __all__ = [
 ]
 
 SIGKILL = 9
-Outcome = Literal["exited", "timeout", "output_limit", "cancelled"]
+#: How a conversation with a sandbox ended (the engine then reads the verdict).
+AttachEnd = Literal["exited", "timeout", "output_limit", "cancelled"]
 Emit = Callable[[Literal["stdout", "stderr"], bytes], None]
 
 _INLINE_WRITE_LIMIT = 64 * 1024
@@ -132,7 +133,7 @@ def pump(
     deadline: float,
     cancelled: threading.Event,
     emit: Emit | None,
-) -> Outcome:
+) -> AttachEnd:
     """Demultiplex Docker's attach stream until the trailer, EOF, the deadline, the output
     cap, or cancellation. Stops right after the frame that completes the trailer: in batch
     mode the next program's output follows on the same socket."""
@@ -164,7 +165,7 @@ def pump(
             return outcome
 
 
-def _deliver(pending: bytearray, collector: OutputCollector, emit: Emit | None) -> Outcome | None:
+def _deliver(pending: bytearray, collector: OutputCollector, emit: Emit | None) -> AttachEnd | None:
     """Consume the complete frame at the start of ``pending``; an outcome if the run ended."""
     if len(pending) < _FRAME_HEADER.size:
         return None
@@ -189,7 +190,7 @@ def _deliver(pending: bytearray, collector: OutputCollector, emit: Emit | None) 
 
 
 def verdict(
-    outcome: Outcome,
+    outcome: AttachEnd,
     exit_code: int | None,
     oom_killed: bool,
     output: CollectedOutput,

@@ -21,8 +21,8 @@ from typing import Protocol
 
 from assay.errors import SandboxError
 from assay.execution_engine.attach import (
+    AttachEnd,
     Cancelled,
-    Outcome,
     Run,
     close_attach,
     encode_payload,
@@ -56,7 +56,7 @@ class BatchEngine(Protocol):
     def open_sandbox(self, run: Run) -> tuple[str, socket.socket]: ...
 
     def judge(
-        self, run: Run, outcome: Outcome, collector: OutputCollector, duration: float
+        self, run: Run, outcome: AttachEnd, collector: OutputCollector, duration: float
     ) -> ExecutionResult: ...
 
     def dispose(self, container_id: str, *, now: bool = False) -> None: ...

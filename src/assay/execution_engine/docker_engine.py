@@ -56,8 +56,8 @@ from assay.errors import (
     SandboxLostError,
 )
 from assay.execution_engine.attach import (
+    AttachEnd,
     Cancelled,
-    Outcome,
     Run,
     close_attach,
     encode_payload,
@@ -420,7 +420,7 @@ class DockerEngine(ExecutionInterface):
             raise
 
     def judge(
-        self, run: Run, outcome: Outcome, collector: OutputCollector, duration: float
+        self, run: Run, outcome: AttachEnd, collector: OutputCollector, duration: float
     ) -> ExecutionResult:
         """The verdict once the conversation with the sandbox is over: from the supervisor's
         trailer (its isolation checked first), from the deadline or the output cap that we

@@ -12,7 +12,7 @@ __all__ = ["create_engine"]
 
 def create_engine(settings: Settings) -> ExecutionInterface:
     """``local``: Docker in this process. ``remote``: executor services at
-    EXECUTION_SERVICE_URL, authenticated with ASSAY_EXECUTOR_TOKEN."""
+    EXECUTION_SERVICE_URL, authenticated with ASSAY_EXECUTOR__TOKEN."""
     match settings.execution_mode:
         case "local":
             from assay.execution_engine.docker_engine import DockerEngine  # noqa: PLC0415
@@ -21,7 +21,7 @@ def create_engine(settings: Settings) -> ExecutionInterface:
         case "remote":
             from assay.execution_engine.remote import RemoteExecutionEngine  # noqa: PLC0415
 
-            token = settings.executor_token
+            token = settings.executor.token
             return RemoteExecutionEngine(
                 settings.executor_urls(),
                 token=token.get_secret_value() if token else None,

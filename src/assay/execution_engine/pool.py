@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 from assay.execution_engine.interface import PoolStats
 from assay.execution_engine.sandbox_spec import Profile
 
-# PoolStats is re-exported: remote.py still imports it from here.
-__all__ = ["PoolStats", "WarmPool", "merge_pool_stats"]
+__all__ = ["WarmPool", "merge_pool_stats"]
 
 logger = logging.getLogger(__name__)
 

@@ -39,9 +39,10 @@ from assay.execution_engine.interface import (
     EngineHealth,
     ExecutionInterface,
     OutputCallback,
+    PoolStats,
 )
 from assay.execution_engine.models import ExecutionRequest, ExecutionResult, resolve_request
-from assay.execution_engine.pool import PoolStats, merge_pool_stats
+from assay.execution_engine.pool import merge_pool_stats
 from assay.execution_engine.protocol import (
     BATCH_SANDBOX_HEADER,
     BATCH_SANDBOXES_PATH,
