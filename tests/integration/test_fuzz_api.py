@@ -15,12 +15,14 @@ from pathlib import Path
 import httpx
 import pytest
 import schemathesis
+from fastapi import FastAPI
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from starlette.testclient import TestClient
 
 from assay.app import create_app
+from assay.config import Settings
 from assay.execution_engine.local import LocalExecutionEngine
 from assay.executor_service import create_executor_app
 from tests.conftest import EXECUTOR_TOKEN, leftover_containers, postgres_database
@@ -29,30 +31,33 @@ from tests.sandbox import TEST_ENGINE_PREFIX, make_settings, platform_settings
 pytestmark = [pytest.mark.docker, pytest.mark.integration, pytest.mark.slow]
 
 
+# The schema is read from the routes (nothing is started); each operation is fuzzed against
+# an application built for it (``served``). /api/v1/events is a stream that never ends by
+# design (tested in tests/unit/test_api.py).
+schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi()).exclude(
+    path="/api/v1/events"
+)
+
+
 @pytest.fixture
-def platform_schema(tmp_path: Path) -> Iterator[schemathesis.schemas.BaseSchema]:
-    """The platform's OpenAPI schema, served by its application in-process (real engine,
-    short limits); afterwards, checks that fuzzing left no container behind."""
+def served(tmp_path: Path) -> Iterator[FastAPI]:
+    """The platform's application (real engine, short limits), started by schemathesis at
+    its first request and stopped when the test ends; then, no container may be left."""
     config = platform_settings(
         tmp_path,
         execution={"default_timeout_seconds": 2.0},
         queue={"concurrency": 1, "max_queued": 5},
         api={"max_wait_seconds": 1.0, "max_batch_size": 3},
     )
-    yield schemathesis.openapi.from_asgi("/openapi.json", create_app(config))
-    # schemathesis stops the application (its lifespan) when the test ends, before this.
+    yield create_app(config)
     assert leftover_containers(config.execution.engine_id) == []
-
-
-# /api/v1/events is a stream that never ends by design (tested in tests/unit/test_api.py).
-schema = schemathesis.pytest.from_fixture("platform_schema").exclude(path="/api/v1/events")
 
 
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-def test_no_input_produces_a_server_error(case: schemathesis.Case) -> None:
+def test_no_input_produces_a_server_error(case: schemathesis.Case, served: FastAPI) -> None:
     # An unhandled exception surfaces here as itself; a 5xx response fails the check.
-    case.call_and_validate(checks=[not_a_server_error])
+    case.call_and_validate(app=served, checks=[not_a_server_error])
 
 
 # Beyond schemathesis: Hypothesis writes the request bodies itself, as raw bytes, with what
