@@ -378,13 +378,24 @@ async def test_api_keys_protect_the_api_once_one_exists(api: Api) -> None:
     async with api.client(api_key=secret) as client:
         done = await client.submit("print('authorised')", wait=30)
         assert done.stdout == "authorised\n"
-    # Another key stays active: revoking the last one would open the API again.
     _, other = await api.platform.storage.create_api_key("still active")
     await api.platform.storage.revoke_api_key(key.id)
     revoked = await raw(api, "GET", "/api/v1/queue", headers={"Authorization": f"Bearer {secret}"})
     assert_error(revoked, 401, "unauthorized")
     kept = await raw(api, "GET", "/api/v1/queue", headers={"Authorization": f"Bearer {other}"})
     assert kept.status_code == 200
+
+
+async def test_revoking_every_key_never_opens_the_api_again(api: Api) -> None:
+    """A server that needed keys may listen beyond loopback: with every key revoked it
+    refuses everyone (until it restarts, when the loopback rule is checked again)."""
+    key, secret = await api.platform.storage.create_api_key("the only one")
+    assert_error(await raw(api, "GET", "/api/v1/queue"), 401, "unauthorized")
+    await api.platform.storage.revoke_api_key(key.id)
+    assert not await api.platform.storage.has_active_api_keys()
+    assert_error(await raw(api, "GET", "/api/v1/queue"), 401, "unauthorized")
+    revoked = await raw(api, "GET", "/api/v1/queue", headers={"Authorization": f"Bearer {secret}"})
+    assert "assay keys create" in assert_error(revoked, 401, "unauthorized")
 
 
 @pytest.mark.parametrize("api", [{"api": {"key_cache_seconds": 300}}], indirect=True)

@@ -12,7 +12,10 @@ __all__ = ["ApiKeys"]
 
 class ApiKeys:
     """Checks bearer keys against storage. Whether any key exists is re-read every
-    ``cache_seconds``: keys are made and revoked by the CLI, in another process."""
+    ``cache_seconds``: keys are made and revoked by the CLI, in another process. Once a key
+    has existed, keys stay required until the server restarts, even if every key is
+    revoked: revoking the last key must not open a server that may listen beyond loopback
+    (the loopback rule is checked when it starts)."""
 
     def __init__(self, storage: Storage, *, cache_seconds: float = 2.0) -> None:
         self._storage = storage
@@ -22,7 +25,7 @@ class ApiKeys:
 
     async def required(self) -> bool:
         now = time.monotonic()
-        if now - self._checked_at > self._cache_seconds:
+        if not self._required and now - self._checked_at > self._cache_seconds:
             self._required = await self._storage.has_active_api_keys()
             self._checked_at = now
         return self._required
@@ -36,4 +39,7 @@ class ApiKeys:
                 "this server requires an API key: Authorization: Bearer <key>"
             )
         if await self._storage.verify_api_key(secret) is None:
-            raise AuthenticationError("invalid or revoked API key")
+            raise AuthenticationError(
+                "invalid or revoked API key (once a key has existed, every request needs "
+                "an active one: `assay keys create`)"
+            )
