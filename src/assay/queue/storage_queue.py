@@ -42,6 +42,8 @@ _REMOTE_CANCEL_SECONDS = 10.0
 #: How often a worker reads the cancel requests of what it runs (the bus notice is faster,
 #: but only a hint).
 _CANCEL_CHECK_SECONDS = 1.0
+#: How long ``wait`` trusts the bus without reading storage again.
+_WAIT_REREAD_SECONDS = 5.0
 _ENGINE_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 #: Engine failures that no evaluation causes: the evaluation waits in the queue for a fix.
 _ENGINE_DOWN = (EngineUnavailableError, SandboxImageNotFoundError, RuntimeNotAvailableError)
@@ -141,11 +143,20 @@ class StorageQueue(EvaluationQueue):
             return await self._storage.get(evaluation_id)
         # Another worker runs it: it reads the request from storage (the bus notice of the
         # recorded request reaches it sooner). Answer once it has ended, or as it is then.
-        return await self.wait(evaluation_id, _REMOTE_CANCEL_SECONDS, current=evaluation)
+        return await self._wait(
+            evaluation_id, _REMOTE_CANCEL_SECONDS, evaluation, reread=_CANCEL_CHECK_SECONDS
+        )
 
     async def wait(
         self, evaluation_id: str, timeout: float, *, current: Evaluation | None = None
     ) -> Evaluation:
+        return await self._wait(evaluation_id, timeout, current, reread=_WAIT_REREAD_SECONDS)
+
+    async def _wait(
+        self, evaluation_id: str, timeout: float, current: Evaluation | None, *, reread: float
+    ) -> Evaluation:
+        """``reread``: how long to trust the bus between reads of storage (notices are
+        hints: one may be lost)."""
         deadline = time.monotonic() + timeout
         with self._bus.subscribe(evaluation_id) as subscription:
             evaluation = current or await self._storage.get(evaluation_id)
@@ -153,7 +164,7 @@ class StorageQueue(EvaluationQueue):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                notice = await subscription.next(timeout=min(remaining, 5.0))
+                notice = await subscription.next(timeout=min(remaining, reread))
                 if notice is not None and notice.evaluation is not None:
                     evaluation = notice.evaluation
                 elif notice is None or notice.type in _RE_READ:
@@ -310,7 +321,7 @@ class StorageQueue(EvaluationQueue):
             self._engine_ok.clear()
             asyncio.get_running_loop().call_later(delay, self._engine_ok.set)
         reason = f"execution engine unavailable, will retry: {exc.message}"
-        await self._requeue(evaluation, reason)
+        await self._requeue(evaluation, reason, count_attempt=False)
 
     async def _lost(self, evaluation: Evaluation, exc: SandboxLostError) -> None:
         """The sandbox went away under the program (killed or removed from outside): that
@@ -336,9 +347,14 @@ class StorageQueue(EvaluationQueue):
             return
         await self._requeue(evaluation, "the platform was shutting down")
 
-    async def _requeue(self, evaluation: Evaluation, reason: str) -> None:
+    async def _requeue(
+        self, evaluation: Evaluation, reason: str, *, count_attempt: bool = True
+    ) -> None:
         try:
-            if await self._storage.requeue(evaluation.id, evaluation.attempts, reason):
+            requeued = await self._storage.requeue(
+                evaluation.id, evaluation.attempts, reason, count_attempt=count_attempt
+            )
+            if requeued:
                 self._doorbell.ring(1)
         except StorageError as exc:  # its lease expires, and a worker takes it back then
             logger.error("cannot put %s back in the queue: %s", evaluation.id, exc)
