@@ -3,7 +3,9 @@ web page at /. The application is built by :func:`create_api` over the :class:`S
 given with :func:`bind`. Importing this package loads nothing heavy (the names below load
 on first use), so clients can use :mod:`assay.api.schemas` alone."""
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from assay.lazy import lazy_names
 
 __all__ = [
     "ApiKeys",
@@ -36,9 +38,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(name)
-    import importlib  # noqa: PLC0415
-
-    return getattr(importlib.import_module(_HOMES[name]), name)
+__getattr__ = lazy_names(_HOMES)

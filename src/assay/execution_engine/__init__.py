@@ -2,7 +2,7 @@
 ``create_engine`` picks one from settings. The Docker engine and the image builder load the
 Docker SDK on first use only."""
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from assay.execution_engine.factory import create_engine
 from assay.execution_engine.interface import (
@@ -19,6 +19,7 @@ from assay.execution_engine.models import (
     ResolvedRequest,
     resolve_request,
 )
+from assay.lazy import lazy_names
 
 __all__ = [
     "BatchSandbox",
@@ -49,9 +50,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(name)
-    import importlib  # noqa: PLC0415
-
-    return getattr(importlib.import_module(_HOMES[name]), name)
+__getattr__ = lazy_names(_HOMES)

@@ -1,8 +1,9 @@
 """The queue that holds evaluations in storage and runs them on an execution engine.
 :class:`CeleryDoorbell` loads Celery on first use only."""
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from assay.lazy import lazy_names
 from assay.queue.doorbell import Doorbell, InProcessDoorbell
 from assay.queue.factory import create_doorbell, create_queue
 from assay.queue.interface import EvaluationQueue, QueueStats
@@ -23,9 +24,4 @@ if TYPE_CHECKING:
     from assay.queue.celery_doorbell import CeleryDoorbell
 
 
-def __getattr__(name: str) -> Any:
-    if name == "CeleryDoorbell":
-        from assay.queue.celery_doorbell import CeleryDoorbell  # noqa: PLC0415
-
-        return CeleryDoorbell
-    raise AttributeError(name)
+__getattr__ = lazy_names({"CeleryDoorbell": "assay.queue.celery_doorbell"})
