@@ -191,20 +191,6 @@ async def test_an_unavailable_engine_puts_the_evaluation_back_and_pauses_every_w
         assert 'assay_engine_errors_total{code="engine_unavailable"} 1.0' in metrics
 
 
-async def test_an_engine_outage_uses_up_none_of_the_evaluations_attempts(
-    tmp_path: Path,
-) -> None:
-    settings = platform_settings(tmp_path, queue={"concurrency": 1, "max_attempts": 2})
-    async with started(settings) as platform:
-        fake(platform).fail_next(EngineUnavailableError("the Docker daemon does not answer"), 2)
-        fake(platform).fail_next(SandboxLostError("the sandbox was killed from outside"))
-        evaluation = await submit(platform, "print('ran')")
-        done = await platform.queue.wait(evaluation.id, 30)
-    assert done.status is EvaluationStatus.COMPLETED, done.outcome
-    assert done.attempts == 2, "a lost sandbox, then the run: the outages never reached one"
-    assert done.outcome is not None and done.outcome.stdout == "ran\n"
-
-
 async def _has(storage: Storage, evaluation: Evaluation, type_: EventType) -> bool:
     return type_ in await types(storage, evaluation)
 

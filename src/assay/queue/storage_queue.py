@@ -321,7 +321,7 @@ class StorageQueue(EvaluationQueue):
             self._engine_ok.clear()
             asyncio.get_running_loop().call_later(delay, self._engine_ok.set)
         reason = f"execution engine unavailable, will retry: {exc.message}"
-        await self._requeue(evaluation, reason, count_attempt=False)
+        await self._requeue(evaluation, reason)
 
     async def _lost(self, evaluation: Evaluation, exc: SandboxLostError) -> None:
         """The sandbox went away under the program (killed or removed from outside): that
@@ -347,14 +347,9 @@ class StorageQueue(EvaluationQueue):
             return
         await self._requeue(evaluation, "the platform was shutting down")
 
-    async def _requeue(
-        self, evaluation: Evaluation, reason: str, *, count_attempt: bool = True
-    ) -> None:
+    async def _requeue(self, evaluation: Evaluation, reason: str) -> None:
         try:
-            requeued = await self._storage.requeue(
-                evaluation.id, evaluation.attempts, reason, count_attempt=count_attempt
-            )
-            if requeued:
+            if await self._storage.requeue(evaluation.id, evaluation.attempts, reason):
                 self._doorbell.ring(1)
         except StorageError as exc:  # its lease expires, and a worker takes it back then
             logger.error("cannot put %s back in the queue: %s", evaluation.id, exc)

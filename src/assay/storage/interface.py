@@ -147,13 +147,9 @@ class Storage(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def requeue(
-        self, evaluation_id: str, attempt: int, reason: str, *, count_attempt: bool = True
-    ) -> bool:
+    async def requeue(self, evaluation_id: str, attempt: int, reason: str) -> bool:
         """Put a running attempt back in the queue (it will run again), or end it as
-        ``cancelled`` if a cancel was asked for; False when that attempt is not running.
-        ``count_attempt=False``: the attempt never reached a sandbox (the engine was down),
-        so it does not count towards ``max_attempts``."""
+        ``cancelled`` if a cancel was asked for; False when that attempt is not running."""
 
     @abc.abstractmethod
     async def recover_interrupted(

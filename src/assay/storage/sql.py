@@ -363,15 +363,11 @@ class SqlStorage(Storage):
             return set(asked)
 
     @_threaded
-    def requeue(
-        self, evaluation_id: str, attempt: int, reason: str, *, count_attempt: bool = True
-    ) -> bool:
+    def requeue(self, evaluation_id: str, attempt: int, reason: str) -> bool:
         with self._session() as session:
             row = _row(session, evaluation_id)
             if row.status != _RUNNING or row.attempts != attempt:
                 return False
-            if not count_attempt:
-                row.attempts -= 1
             _take_back(session, [row], max_attempts=attempt + 1, reason=reason)
             return True
 
