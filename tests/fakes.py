@@ -1,5 +1,7 @@
 """A fake execution engine for tests whose subject is not the sandbox: :class:`FakeEngine`
-runs each program as a local Python process, without Docker and without isolation.
+runs each program as a local process (its recipe's commands, ``python3`` being this
+interpreter), without Docker and without isolation; a compiled language compiles first
+with the host's compiler, when it has one.
 
 It keeps :class:`ExecutionInterface`'s contract (it runs through the contract suite,
 ``tests/integration/test_contract.py``, for every case that is not about isolation): limits
@@ -41,11 +43,15 @@ from assay.execution_engine import (
     ExecutionInterface,
     ExecutionRequest,
     ExecutionResult,
+    ExecutionStatus,
+    LanguageInfo,
     OutputCallback,
     PoolStats,
+    languages_of,
 )
-from assay.execution_engine.attach import AttachEnd, verdict
-from assay.execution_engine.models import MAIN_FILE, ResolvedRequest, resolve_request
+from assay.execution_engine.attach import AttachEnd, Compiled, verdict
+from assay.execution_engine.interface import describe_languages
+from assay.execution_engine.models import ResolvedRequest, resolve_request
 from assay.execution_engine.output import OutputCollector, Trailer
 
 __all__ = ["Call", "FakeBatchSandbox", "FakeEngine", "process_exists"]
@@ -165,6 +171,9 @@ class FakeEngine(ExecutionInterface):
     async def pool_stats(self) -> list[PoolStats]:
         return list(self.pools)
 
+    async def languages(self) -> list[LanguageInfo]:
+        return describe_languages(languages_of(self.settings), {})
+
     async def check_health(self) -> EngineHealth:
         if self._closed:
             return EngineHealth(healthy=False, detail="the fake engine is closed")
@@ -181,13 +190,18 @@ class FakeEngine(ExecutionInterface):
     async def _run(
         self, request: ResolvedRequest, workdir: Path, on_output: OutputCallback | None
     ) -> ExecutionResult:
-        for path, text in {MAIN_FILE: request.code, **request.files}.items():
+        for path, text in request.source_files.items():
             target = workdir / path
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(text.encode())
+        compiled = None
+        if request.plan.compile is not None:
+            compiled, failed = await asyncio.to_thread(_compile, request, workdir)
+            if failed is not None:
+                return failed
         try:
             process = subprocess.Popen(
-                [sys.executable, "-s", MAIN_FILE],
+                _host_command(request.plan.run),
                 cwd=workdir,
                 env={**_ENV, "HOME": str(workdir)},
                 stdin=subprocess.PIPE,
@@ -207,7 +221,53 @@ class FakeEngine(ExecutionInterface):
             del self._running[process.pid]
         if self._closed:
             raise SandboxError("the fake engine was closed while the program ran")
-        return run.result(outcome)
+        return run.result(outcome, compiled)
+
+
+def _host_command(argv: tuple[str, ...]) -> list[str]:
+    """A recipe's command on this host: ``python3`` is the interpreter running the tests."""
+    return [
+        part for arg in argv for part in ([sys.executable, "-s"] if arg == "python3" else [arg])
+    ]
+
+
+def _compile(request: ResolvedRequest, workdir: Path) -> tuple[Compiled, ExecutionResult | None]:
+    """The compiler on the host, output merged, under the compile time limit; the failure's
+    verdict, if it failed."""
+    assert request.plan.compile is not None
+    began = time.monotonic()
+    try:
+        done = subprocess.run(
+            _host_command(request.plan.compile),
+            cwd=workdir,
+            env={**_ENV, "HOME": str(workdir)},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=request.compile_timeout_seconds,
+            check=False,
+        )
+        text, why = done.stdout, None if done.returncode == 0 else ""
+    except subprocess.TimeoutExpired as exc:
+        text = exc.output or b""
+        limit_seconds = request.compile_timeout_seconds
+        why = f"[assay] the compiler ran past its time limit of {limit_seconds:g} s\n"
+    except OSError as exc:
+        raise SandboxError(f"cannot start the compiler: {exc}") from exc
+    limit = request.output_limit_bytes
+    compiled = Compiled(
+        output=text[:limit].decode(errors="replace"),
+        truncated=len(text) > limit,
+        duration=time.monotonic() - began,
+    )
+    if why is None:
+        return compiled, None
+    failed = ExecutionResult(
+        status=ExecutionStatus.COMPILE_ERROR,
+        duration_seconds=0.0,
+        **{**compiled.fields(), "compile_output": compiled.output + why},
+    )
+    return compiled, failed
 
 
 class FakeBatchSandbox(BatchSandbox):
@@ -363,7 +423,7 @@ class _Run:
         _, self.status, self.usage = os.wait4(self.process.pid, 0)
         self.process.returncode = os.waitstatus_to_exitcode(self.status)
 
-    def result(self, outcome: AttachEnd) -> ExecutionResult:
+    def result(self, outcome: AttachEnd, compiled: Compiled | None = None) -> ExecutionResult:
         assert self.status is not None and self.ended_at is not None
         usage = self.usage
         assert usage is not None
@@ -378,4 +438,4 @@ class _Run:
             peak_memory_bytes=usage.ru_maxrss * 1024,  # KiB on Linux
         )
         output = dataclasses.replace(self.collector.finish(), trailer=trailer)
-        return verdict(outcome, code, False, output, self.ended_at - self.began)
+        return verdict(outcome, code, False, output, self.ended_at - self.began, compiled=compiled)

@@ -16,6 +16,7 @@ from assay.execution_engine import (
     ExecutionRequest,
     ExecutionResult,
     ExecutionStatus,
+    LanguageInfo,
 )
 from assay.execution_engine.docker_engine import DockerEngine
 from assay.execution_engine.interface import BatchSandbox, OutputCallback
@@ -109,6 +110,9 @@ class InBatch(ExecutionInterface):
 
     async def check_health(self) -> EngineHealth:
         return await self.engine.check_health()
+
+    async def languages(self) -> list[LanguageInfo]:
+        return await self.engine.languages()
 
     async def close(self) -> None:
         await self._batch.close()

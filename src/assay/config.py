@@ -41,8 +41,8 @@ __all__ = [
 ]
 
 #: Bumped whenever the image recipe in ``execution_engine/image.py`` changes.
-SANDBOX_IMAGE_VERSION = "4"
-SANDBOX_IMAGE_REPOSITORY = "assay-sandbox-python"
+SANDBOX_IMAGE_VERSION = "5"
+SANDBOX_IMAGE_REPOSITORY = "assay-sandbox"
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +117,13 @@ class ExecutionSettings(BaseModel):
     max_stdin_bytes: int = Field(default=8 * MIB, ge=0)
     max_files: int = Field(default=32, ge=0)
     max_files_bytes: int = Field(default=1 * MIB, ge=0)
+
+    #: Recipes of the operator's, merged over the built-in ones by name (docs/languages.md).
+    languages_file: Path | None = None
+    #: The languages this server runs (and its image holds); None: every recipe.
+    languages: tuple[str, ...] | None = None
+    max_compile_timeout_seconds: float = Field(default=120.0, gt=0)
+    max_compile_memory_mb: int = Field(default=4096, ge=16)
 
     pids_limit: int = Field(default=128, ge=8)
     workspace_size_mb: int = Field(default=64, ge=1)

@@ -14,13 +14,26 @@ from pathlib import Path
 
 import pytest
 
-from assay.execution_engine.attach import encode_payload
+from assay.execution_engine.attach import GO, encode_frame
 from assay.execution_engine.image import compile_supervisor
 from assay.execution_engine.output import OutputCollector
 
 pytestmark = [pytest.mark.integration]
 
 NONCE = "cd" * 16
+PYTHON = [sys.executable, "main.py"]
+
+
+def frame(
+    files: dict[str, str],
+    *,
+    run: list[str] = PYTHON,
+    compile_argv: list[str] | None = None,
+    stdin: bytes = b"",
+) -> bytes:
+    return encode_frame(
+        NONCE, files, stdin=stdin, batch=False, compile_argv=compile_argv or (), run_argv=run
+    )
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +44,6 @@ def supervisor(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def started(
     supervisor: Path,
     cwd: Path,
-    command: list[str],
     stdin: bytes,
     output: int,
     *,
@@ -40,7 +52,7 @@ def started(
     """The supervisor, ``stdin`` written to it, its stdin left open (as the engine's attach
     leaves it)."""
     process = subprocess.Popen(
-        [str(supervisor), *command],
+        [str(supervisor)],
         stdin=subprocess.PIPE,
         stdout=output,
         stderr=output,
@@ -57,13 +69,12 @@ def started(
 def supervise(
     supervisor: Path,
     cwd: Path,
-    command: list[str],
     stdin: bytes,
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run the supervisor with ``stdin`` written to it and its stdin kept open until it
     exits."""
-    with started(supervisor, cwd, command, stdin, subprocess.PIPE, env=env) as process:
+    with started(supervisor, cwd, stdin, subprocess.PIPE, env=env) as process:
         assert process.stdin is not None
         reader = ThreadPoolExecutor(2)
         out, err = (reader.submit(stream.read) for stream in (process.stdout, process.stderr))  # type: ignore[union-attr]
@@ -81,8 +92,7 @@ def run_init(
     stdin: bytes = b"",
     env: dict[str, str] | None = None,
 ) -> tuple[int, OutputCollector]:
-    payload = encode_payload(files, NONCE, stdin=stdin, batch=False)
-    completed = supervise(supervisor, cwd, [sys.executable, "main.py"], payload, env)
+    completed = supervise(supervisor, cwd, frame(files, stdin=stdin), env)
     collector = OutputCollector(limit=1 << 20, nonce=NONCE)
     collector.feed("stdout", completed.stdout)
     collector.feed("stderr", completed.stderr)
@@ -133,14 +143,14 @@ def test_a_file_that_cannot_be_written_is_a_setup_error(supervisor: Path, tmp_pa
 
 
 def test_a_missing_interpreter_exits_127(supervisor: Path, tmp_path: Path) -> None:
-    payload = encode_payload({"main.py": ""}, NONCE, stdin=b"", batch=False)
-    completed = supervise(supervisor, tmp_path, ["/nonexistent/python"], payload)
+    payload = frame({"main.py": ""}, run=["/nonexistent/python"])
+    completed = supervise(supervisor, tmp_path, payload)
     assert completed.returncode == 127
     assert b"cannot start /nonexistent/python" in completed.stderr
 
 
 def test_a_bad_header_fails_setup(supervisor: Path, tmp_path: Path) -> None:
-    completed = supervise(supervisor, tmp_path, [], b"NOPE" * 10)
+    completed = supervise(supervisor, tmp_path, b"NOPE" * 10)
     assert completed.returncode == 125
     assert b"bad sandbox header" in completed.stderr
 
@@ -157,9 +167,8 @@ def test_the_end_of_stdin_while_a_program_runs_kills_it(supervisor: Path, tmp_pa
     """Stdin is the owner's lifeline: Docker closes it when the engine's process dies."""
     (tmp_path / "pid").unlink(missing_ok=True)
     code = "import os, time\nopen('pid', 'w').write(str(os.getpid()))\ntime.sleep(300)"
-    payload = encode_payload({"main.py": code}, NONCE, stdin=b"", batch=False)
-    command = [sys.executable, "main.py"]
-    with started(supervisor, tmp_path, command, payload, subprocess.DEVNULL) as process:
+    payload = frame({"main.py": code})
+    with started(supervisor, tmp_path, payload, subprocess.DEVNULL) as process:
         assert process.stdin is not None
         deadline = time.monotonic() + 10
         while not (tmp_path / "pid").exists() or not (tmp_path / "pid").read_text():
@@ -206,3 +215,68 @@ def test_what_the_engine_expects_is_checked_before_the_program_runs(
         assert status == 125 and not (tmp_path / "ran").exists(), wanted
         assert trailer is not None and trailer.setup_error is not None
         assert trailer.setup_error.startswith("isolation not in force"), trailer.setup_error
+
+
+def _collected(completed: subprocess.CompletedProcess[bytes]) -> OutputCollector:
+    collector = OutputCollector(limit=1 << 20, nonce=NONCE)
+    collector.feed("stdout", completed.stdout)
+    collector.feed("stderr", completed.stderr)
+    return collector
+
+
+#: A "compiler" that writes to both streams, then makes the program.
+COMPILER = [
+    sys.executable,
+    "-c",
+    "import sys, shutil; print('to stdout'); print('to stderr', file=sys.stderr); "
+    "shutil.copy('source.txt', 'main.py'); sys.exit(int(sys.argv[1]))",
+]
+
+
+def test_a_failed_compilation_is_reported_and_nothing_runs(
+    supervisor: Path, tmp_path: Path
+) -> None:
+    payload = frame({"source.txt": "open('ran', 'w')"}, compile_argv=[*COMPILER, "3"])
+    completed = supervise(supervisor, tmp_path, payload)
+    assert completed.returncode == 3
+    assert completed.stdout.startswith(b"\0ASSAY-TRAILER-"), "the compiler's output is on stderr"
+    out = _collected(completed).finish()
+    assert out.stderr == b"to stdout\nto stderr\n"
+    assert out.trailer is not None and out.trailer.phase == "compile"
+    assert out.trailer.exit_code == 3
+    assert not (tmp_path / "ran").exists()
+
+
+def test_after_compiling_it_waits_for_go_then_runs_the_program(
+    supervisor: Path, tmp_path: Path
+) -> None:
+    code = "import sys; print('ran with', sys.stdin.read())"
+    payload = frame({"source.txt": code}, compile_argv=[*COMPILER, "0"], stdin=b"input")
+    with started(supervisor, tmp_path, payload, subprocess.PIPE) as process:
+        assert process.stdin is not None and process.stdout is not None
+        first = process.stdout.read1(4096)  # the compile trailer, on stdout
+        while b"\n" not in first:
+            first += process.stdout.read1(4096)
+        assert b'"phase": "compile"' in first and b'"exit_code": 0' in first
+        time.sleep(0.2)
+        assert (tmp_path / "main.py").read_text() == code, "compiled"
+        assert process.poll() is None, "waits for the engine's go-ahead"
+        process.stdin.write(GO)
+        process.stdin.flush()
+        rest = process.stdout.read()
+        assert process.wait(timeout=10) == 0
+    assert rest.startswith(b"ran with input\n")
+    assert b'"phase": "run"' in rest
+
+
+def test_the_end_of_stdin_instead_of_go_ends_the_sandbox(supervisor: Path, tmp_path: Path) -> None:
+    payload = frame({"source.txt": "open('ran', 'w')"}, compile_argv=[*COMPILER, "0"])
+    with started(supervisor, tmp_path, payload, subprocess.DEVNULL) as process:
+        assert process.stdin is not None
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "main.py").exists():
+            assert time.monotonic() < deadline, "never compiled"
+            time.sleep(0.02)
+        process.stdin.close()
+        assert process.wait(timeout=10) == 137
+    assert not (tmp_path / "ran").exists()

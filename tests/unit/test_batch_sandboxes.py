@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -23,9 +25,17 @@ from assay.execution_engine import (
     ExecutionRequest,
     ExecutionResult,
     ExecutionStatus,
+    LanguageInfo,
     OutputCallback,
 )
-from assay.execution_engine.attach import AttachEnd, Run, verdict
+from assay.execution_engine.attach import (
+    Conversation,
+    Run,
+    encode_payload,
+    pump,
+    verdict,
+    write_stdin,
+)
 from assay.execution_engine.docker_batch import DockerBatchSandbox
 from assay.execution_engine.models import resolve_request
 from assay.execution_engine.output import OutputCollector, trailer_marker
@@ -57,6 +67,9 @@ class FakeEngine(ExecutionInterface):
     async def execute(
         self, request: ExecutionRequest, *, on_output: OutputCallback | None = None
     ) -> ExecutionResult:
+        raise AssertionError("not used here")
+
+    async def languages(self) -> list[LanguageInfo]:
         raise AssertionError("not used here")
 
     async def check_health(self) -> EngineHealth:
@@ -157,10 +170,18 @@ class FakeBatchEngine:
         run.container_id = container.name
         return container.name, container.attach
 
-    def judge(
-        self, run: Run, outcome: AttachEnd, collector: OutputCollector, duration: float
-    ) -> ExecutionResult:
-        return verdict(outcome, None, False, collector.finish(), duration)
+    def converse(self, run: Run, sock: socket.socket, *, batch: bool) -> Conversation:
+        assert batch
+        request = run.request
+        nonce = secrets.token_hex(16)
+        writer = write_stdin(sock, encode_payload(request, nonce, batch=True), close=False)
+        collector = OutputCollector(limit=request.output_limit_bytes, nonce=nonce)
+        deadline = time.monotonic() + request.timeout_seconds
+        outcome = pump(sock, collector, deadline, run.cancelled, None)
+        return Conversation("run", outcome, collector, 0.01, writer)
+
+    def judge(self, run: Run, talk: Conversation) -> ExecutionResult:
+        return verdict(talk.outcome, None, False, talk.collector.finish(), talk.duration)
 
     def dispose(self, container_id: str, *, now: bool = False) -> None:
         self.disposed.append(container_id)

@@ -18,6 +18,7 @@ from assay.execution_engine import (
     ExecutionRequest,
     ExecutionResult,
     ExecutionStatus,
+    LanguageInfo,
     OutputCallback,
 )
 from assay.executor_service import create_executor_app
@@ -43,6 +44,19 @@ class FakeEngine(ExecutionInterface):
         return ExecutionResult(
             status=ExecutionStatus.COMPLETED, exit_code=0, stdout=request.stdin, duration_seconds=0
         )
+
+    async def languages(self) -> list[LanguageInfo]:
+        return [
+            LanguageInfo(
+                name="python",
+                title="Python",
+                version="3.0-fake",
+                source_file="main.py",
+                compiled=False,
+                extensions=(".py",),
+                example="print(1)",
+            )
+        ]
 
     async def check_health(self) -> EngineHealth:
         self.checks += 1

@@ -98,11 +98,88 @@ def test_file_count_and_total_size_are_capped() -> None:
         resolve_request(ExecutionRequest(code="x", files={"a": "123456", "b": "12345"}), settings)
 
 
-def test_unknown_fields_and_languages_are_schema_errors() -> None:
+def test_unknown_fields_are_schema_errors_and_unknown_languages_are_named() -> None:
     with pytest.raises(ValidationError):
         ExecutionRequest.model_validate({"code": "x", "langauge": "python"})
-    with pytest.raises(ValidationError):
-        ExecutionRequest.model_validate({"code": "x", "language": "cobol"})
+    with pytest.raises(InvalidRequestError, match="unknown language 'cobol'.*python") as caught:
+        resolve_request(ExecutionRequest(code="x", language="cobol"), SETTINGS)
+    assert caught.value.field == "language"
+
+
+def test_a_server_runs_only_the_languages_it_enables() -> None:
+    settings = ExecutionSettings(languages=("python", "c"))
+    resolve_request(ExecutionRequest(code="x", language="c"), settings)
+    with pytest.raises(InvalidRequestError, match="this server runs: python, c"):
+        resolve_request(ExecutionRequest(code="x", language="rust"), settings)
+
+
+def test_each_language_stores_its_program_under_its_own_name() -> None:
+    for language, source in [("python", "main.py"), ("c", "main.c"), ("go", "main.go")]:
+        plan = resolve_request(ExecutionRequest(code="x", language=language), SETTINGS).plan
+        assert plan.source == source
+    with pytest.raises(InvalidRequestError, match="'main.c' is reserved"):
+        resolve_request(ExecutionRequest(code="x", language="c", files={"main.c": ""}), SETTINGS)
+    resolve_request(ExecutionRequest(code="x", language="c", files={"main.py": ""}), SETTINGS)
+
+
+def test_java_is_stored_under_its_single_public_class() -> None:
+    def source(code: str) -> str:
+        return resolve_request(ExecutionRequest(code=code, language="java"), SETTINGS).plan.source
+
+    assert source("public class Solution { public static void main(String[] a) {} }") == (
+        "Solution.java"
+    )
+    assert source("class Helper {}\npublic final class Task {}") == "Task.java"
+    assert source("class Main { public static void main(String[] a) {} }") == "Main.java"
+
+
+def test_compiler_options_and_args_reach_the_commands_in_place() -> None:
+    request = ExecutionRequest(
+        code="fn main() {}",
+        language="rust",
+        compiler_options=("--test", "-C", "opt-level=0"),
+        args=("--nocapture", "a b"),
+    )
+    plan = resolve_request(request, SETTINGS).plan
+    assert plan.compile is not None
+    assert plan.compile[-5:] == ("main", "--test", "-C", "opt-level=0", "main.rs")
+    assert plan.run == ("./main", "--nocapture", "a b")
+
+
+def test_extra_sources_are_compiled_with_the_program() -> None:
+    files = {"util.c": "int f(void) { return 1; }", "util.h": "int f(void);", "data.txt": ""}
+    plan = resolve_request(ExecutionRequest(code="x", language="c", files=files), SETTINGS).plan
+    assert plan.compile is not None
+    assert "main.c" in plan.compile and "util.c" in plan.compile
+    assert "util.h" not in plan.compile and "data.txt" not in plan.compile
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"compiler_options": ["-O2"]}, "compiler_options", "python is not compiled"),
+        ({"compile_timeout_seconds": 1}, "compile_timeout_seconds", "python is not compiled"),
+        ({"args": ["a\x00b"]}, "args", "NUL"),
+        ({"args": ["x" * 5000]}, "args", "over 4096 bytes"),
+        ({"args": ["a"] * 300}, "args", "300 args given"),
+        ({"language": "c", "compile_timeout_seconds": 10**6}, "compile_timeout_seconds", "most"),
+        ({"language": "c", "compile_memory_mb": 1}, "compile_memory_mb", "at least 16"),
+    ],
+)
+def test_bad_program_fields_are_refused_naming_the_field(
+    fields: dict[str, object], field: str, message: str
+) -> None:
+    with pytest.raises(InvalidRequestError, match=message) as caught:
+        resolve_request(ExecutionRequest.model_validate({"code": "x", **fields}), SETTINGS)
+    assert caught.value.field == field
+
+
+def test_compile_limits_default_per_language_within_the_maxima() -> None:
+    rust = resolve_request(ExecutionRequest(code="x", language="rust"), SETTINGS)
+    assert (rust.compile_timeout_seconds, rust.compile_memory_mb) == (30.0, 1024)
+    capped = ExecutionSettings(max_compile_timeout_seconds=5, max_compile_memory_mb=600)
+    rust = resolve_request(ExecutionRequest(code="x", language="rust"), capped)
+    assert (rust.compile_timeout_seconds, rust.compile_memory_mb) == (5.0, 600)
 
 
 def test_settings_refuse_defaults_above_their_maxima() -> None:

@@ -70,7 +70,7 @@ def test_the_sandbox_is_locked_down() -> None:
 def test_it_runs_the_supervisor_as_the_sandbox_user_in_its_workspace() -> None:
     config = spec(image="assay-sandbox-python:test").config
     assert config["Image"] == "assay-sandbox-python:test"
-    assert config["Cmd"] == [INIT_PATH, "python3", "main.py"]
+    assert config["Cmd"] == [INIT_PATH]
     assert config["User"] == "10001:10001"
     assert config["WorkingDir"] == "/workspace"
     assert config["Tty"] is False
@@ -159,7 +159,7 @@ def test_the_shared_limits_follow_the_settings() -> None:
     assert hc["PidsLimit"] == 77
     assert hc["ShmSize"] == 3 * MIB
     assert hc["Tmpfs"] == {
-        "/workspace": "rw,nosuid,nodev,size=10m,uid=10001,gid=10001,mode=0700",
+        "/workspace": "rw,exec,nosuid,nodev,size=10m,uid=10001,gid=10001,mode=0700",
         "/tmp": "rw,nosuid,nodev,noexec,size=20m,mode=1777",
     }
     assert hc["Ulimits"] == [
@@ -172,7 +172,9 @@ def test_the_shared_limits_follow_the_settings() -> None:
 def test_the_defaults() -> None:
     hc = host(spec())
     assert hc["PidsLimit"] == 128
-    assert hc["Tmpfs"]["/workspace"] == "rw,nosuid,nodev,size=64m,uid=10001,gid=10001,mode=0700"
+    assert (
+        hc["Tmpfs"]["/workspace"] == "rw,exec,nosuid,nodev,size=64m,uid=10001,gid=10001,mode=0700"
+    )
     assert hc["Tmpfs"]["/tmp"] == "rw,nosuid,nodev,noexec,size=64m,mode=1777"
     assert {u["Name"]: u["Hard"] for u in hc["Ulimits"]} == {
         "nofile": 256,

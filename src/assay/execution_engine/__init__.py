@@ -9,14 +9,17 @@ from assay.execution_engine.interface import (
     BatchSandbox,
     EngineHealth,
     ExecutionInterface,
+    LanguageInfo,
     OutputCallback,
     PoolStats,
 )
+from assay.execution_engine.languages import Languages, Recipe, load_languages
 from assay.execution_engine.models import (
     ExecutionRequest,
     ExecutionResult,
     ExecutionStatus,
     ResolvedRequest,
+    languages_of,
     resolve_request,
 )
 from assay.lazy import lazy_names
@@ -28,13 +31,18 @@ __all__ = [
     "ExecutionRequest",
     "ExecutionResult",
     "ExecutionStatus",
+    "LanguageInfo",
+    "Languages",
     "LocalExecutionEngine",
     "OutputCallback",
     "PoolStats",
+    "Recipe",
     "ResolvedRequest",
     "build_image",
     "create_engine",
     "image_status",
+    "languages_of",
+    "load_languages",
     "resolve_request",
 ]
 

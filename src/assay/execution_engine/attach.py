@@ -14,13 +14,12 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from assay.errors import SandboxError
 from assay.execution_engine.models import (
-    MAIN_FILE,
     ExecutionResult,
     ExecutionStatus,
     ResolvedRequest,
@@ -29,12 +28,16 @@ from assay.execution_engine.output import CollectedOutput, OutputCollector
 from assay.execution_engine.sandbox_spec import Profile
 
 __all__ = [
+    "GO",
     "SIGKILL",
     "AttachEnd",
     "Cancelled",
+    "Compiled",
+    "Conversation",
     "Emit",
     "Run",
     "close_attach",
+    "encode_frame",
     "encode_payload",
     "pump",
     "verdict",
@@ -42,6 +45,8 @@ __all__ = [
 ]
 
 SIGKILL = 9
+#: Tells a sandbox's PID 1 that waits after a successful compilation to run the program.
+GO = b"ASSAYG"
 #: How a conversation with a sandbox ended (the engine then reads the verdict).
 AttachEnd = Literal["exited", "timeout", "output_limit", "cancelled"]
 Emit = Callable[[Literal["stdout", "stderr"], bytes], None]
@@ -70,10 +75,35 @@ class Run:
     def profile(self) -> Profile:
         return Profile(self.request.memory_mb, self.request.cpus)
 
-    @property
-    def files(self) -> dict[str, str]:
-        """The files the sandbox receives: the program as ``main.py``, then the others."""
-        return {MAIN_FILE: self.request.code, **self.request.files}
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """How a compilation went: what the compiler wrote, and for how long it ran."""
+
+    output: str
+    truncated: bool
+    duration: float
+
+    def fields(self) -> dict[str, Any]:
+        """The result's compile fields."""
+        return {
+            "compile_output": self.output,
+            "compile_output_truncated": self.truncated,
+            "compile_duration_seconds": round(self.duration, 6),
+        }
+
+
+@dataclass(slots=True)
+class Conversation:
+    """How the conversation with a sandbox about one program went: in which ``phase`` it
+    ended, how, what came back in that phase, and the compilation's report if it had one."""
+
+    phase: Literal["compile", "run"]
+    outcome: AttachEnd
+    collector: OutputCollector
+    duration: float
+    writer: threading.Thread | None
+    compiled: Compiled | None = None
 
 
 class Cancelled(Exception):
@@ -90,19 +120,49 @@ def close_attach(sock: socket.socket) -> None:
     sock.close()
 
 
-def encode_payload(files: dict[str, str], nonce: str, *, stdin: bytes, batch: bool) -> bytes:
-    """The frame the sandbox's PID 1 (``sandbox_init.c``) reads from stdin before running a
-    program: its files, then its stdin. ``batch``: a frame of batch mode (``ASSAYB``), which
-    the next frame may follow; otherwise the sandbox's only program (``ASSAY3``)."""
+def encode_payload(request: ResolvedRequest, nonce: str, *, batch: bool) -> bytes:
+    """The frame the sandbox's PID 1 (``sandbox_init.c``) reads from stdin before running
+    ``request``'s program (see :func:`encode_frame`)."""
+    plan = request.plan
+    return encode_frame(
+        nonce,
+        request.source_files,
+        stdin=request.stdin,
+        batch=batch,
+        compile_argv=plan.compile or (),
+        run_argv=plan.run,
+    )
+
+
+def encode_frame(
+    nonce: str,
+    files: Mapping[str, str],
+    *,
+    stdin: bytes,
+    batch: bool,
+    compile_argv: Sequence[str] = (),
+    run_argv: Sequence[str],
+) -> bytes:
+    """One frame of the supervisor's protocol: the nonce, the compile command (empty:
+    nothing to compile) and the run command, the files, then the program's stdin. ``batch``:
+    a frame of batch mode (``ASSAYB``), which the next frame may follow; otherwise the
+    sandbox's only program (``ASSAY4``)."""
     if len(nonce) != 32:  # the supervisor reads exactly 32 hex digits
         raise ValueError("the nonce must be 32 hex digits")
     parts = [nonce.encode()]
+    for field_ in (_command(compile_argv), _command(run_argv)):
+        parts += [b"%010d" % len(field_), field_]
     for path, text in files.items():
         for field_ in (path.encode(), text.encode()):
             parts += [b"%010d" % len(field_), field_]
     header = b"".join(parts)
-    magic = b"ASSAYB" if batch else b"ASSAY3"
+    magic = b"ASSAYB" if batch else b"ASSAY4"
     return magic + b"%010d" % len(header) + header + b"%010d" % len(stdin) + stdin
+
+
+def _command(argv: Sequence[str]) -> bytes:
+    """A command as the supervisor reads it: each argument ended by a NUL."""
+    return b"".join(part.encode() + b"\x00" for part in argv)
 
 
 def write_stdin(sock: socket.socket, payload: bytes, *, close: bool) -> threading.Thread | None:
@@ -189,22 +249,61 @@ def _deliver(pending: bytearray, collector: OutputCollector, emit: Emit | None) 
     return None
 
 
+def compile_failure(
+    outcome: AttachEnd, output: CollectedOutput, compiled: Compiled, request: ResolvedRequest
+) -> ExecutionResult | None:
+    """The verdict when the compilation failed (None: it succeeded): ``compile_error``, with
+    the compiler's output and, when it was stopped, why; ``error`` when the sandbox could
+    not compile at all."""
+    trailer = output.trailer
+    if outcome == "exited" and trailer is not None and trailer.setup_error:
+        return ExecutionResult(
+            status=ExecutionStatus.ERROR,
+            error=trailer.setup_error,
+            duration_seconds=0.0,
+            **compiled.fields(),
+        )
+    why = None
+    if outcome == "timeout":
+        why = f"the compiler ran past its time limit of {request.compile_timeout_seconds:g} s"
+    elif outcome == "output_limit":
+        why = f"the compiler wrote more than {request.output_limit_bytes} bytes"
+    elif trailer is not None and trailer.oom_kills:
+        why = f"the compiler ran out of memory (limit {request.compile_memory_mb} MiB)"
+    elif trailer is not None and trailer.exit_code == 0 and output.over_limit:
+        why = f"the compiler wrote more than {request.output_limit_bytes} bytes"
+    elif trailer is not None and trailer.exit_code == 0:
+        return None
+    text = compiled.output
+    if why is not None:
+        text += ("" if not text or text.endswith("\n") else "\n") + f"[assay] {why}\n"
+    return ExecutionResult(
+        status=ExecutionStatus.COMPILE_ERROR,
+        duration_seconds=0.0,
+        **{**compiled.fields(), "compile_output": text},
+    )
+
+
 def verdict(
     outcome: AttachEnd,
     exit_code: int | None,
     oom_killed: bool,
     output: CollectedOutput,
     duration: float,
+    *,
+    compiled: Compiled | None = None,
 ) -> ExecutionResult:
     """The result of one program from how its run ended and what came back.
 
     ``exit_code`` and ``oom_killed``: Docker's view, used when the trailer is missing.
+    ``compiled``: how its compilation went, when it had one.
 
     Raises:
         SandboxError: neither the trailer nor Docker says how the program ended.
     """
     trailer = output.trailer
     common: dict[str, Any] = {
+        **(compiled.fields() if compiled is not None else {}),
         "stdout": output.stdout.decode(errors="replace"),
         "stderr": output.stderr.decode(errors="replace"),
         "stdout_truncated": output.stdout_truncated,

@@ -12,26 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from assay.errors import SandboxError
-from assay.execution_engine.attach import (
-    AttachEnd,
-    Cancelled,
-    Run,
-    close_attach,
-    encode_payload,
-    pump,
-    write_stdin,
-)
+from assay.execution_engine.attach import Conversation, Run, close_attach
 from assay.execution_engine.interface import BatchSandbox, OutputCallback
 from assay.execution_engine.models import ExecutionRequest, ExecutionResult
-from assay.execution_engine.output import OutputCollector
 from assay.execution_engine.sandbox_spec import Profile
 
 __all__ = ["BatchEngine", "DockerBatchSandbox"]
@@ -41,7 +30,8 @@ logger = logging.getLogger(__name__)
 
 class BatchEngine(Protocol):
     """What a batch sandbox needs of its engine; see :class:`DockerEngine`'s methods of the
-    same names. ``open_sandbox``, ``judge`` and ``dispose`` run on a worker thread."""
+    same names. ``open_sandbox``, ``converse``, ``judge`` and ``dispose`` run on a worker
+    thread."""
 
     async def prepare(
         self, request: ExecutionRequest, on_output: OutputCallback | None, *, batch: bool = False
@@ -55,9 +45,9 @@ class BatchEngine(Protocol):
 
     def open_sandbox(self, run: Run) -> tuple[str, socket.socket]: ...
 
-    def judge(
-        self, run: Run, outcome: AttachEnd, collector: OutputCollector, duration: float
-    ) -> ExecutionResult: ...
+    def converse(self, run: Run, sock: socket.socket, *, batch: bool) -> Conversation: ...
+
+    def judge(self, run: Run, talk: Conversation) -> ExecutionResult: ...
 
     def dispose(self, container_id: str, *, now: bool = False) -> None: ...
 
@@ -128,30 +118,17 @@ class DockerBatchSandbox(BatchSandbox):
     def _supervise(self, run: Run, container: _BatchContainer) -> tuple[ExecutionResult, bool]:
         """One program in a batch container; returns its verdict and whether the container
         is clean for the next program."""
-        if run.cancelled.is_set():
-            raise Cancelled
-        request = run.request
-        nonce = secrets.token_hex(16)
-        payload = encode_payload(run.files, nonce, stdin=request.stdin, batch=True)
-        collector = OutputCollector(limit=request.output_limit_bytes, nonce=nonce)
-        run.began = time.time()
-        started = time.monotonic()
-        # PID 1 reads the whole frame before it starts the program: the write cannot block
-        # on the program, only on a dead sandbox (then pump sees the end of the stream).
-        writer = write_stdin(container.sock, payload, close=False)
-        outcome = pump(
-            container.sock, collector, started + request.timeout_seconds, run.cancelled, run.emit
-        )
-        duration = time.monotonic() - started
+        talk = self._engine.converse(run, container.sock, batch=True)
+        writer = talk.writer
         if writer is not None:
-            writer.join(timeout=0 if outcome != "exited" else 5)
-        if outcome != "exited":
+            writer.join(timeout=0 if talk.outcome != "exited" else 5)
+        if talk.outcome != "exited":
             close_attach(container.sock)  # before the kill (see close_attach)
-        result = self._engine.judge(run, outcome, collector, duration)
-        trailer = collector.finish().trailer
+        result = self._engine.judge(run, talk)
+        trailer = talk.collector.finish().trailer
         clean = (
-            outcome == "exited"
-            and collector.ended
+            talk.outcome == "exited"
+            and talk.collector.ended
             and trailer is not None
             and trailer.setup_error is None
             and trailer.damage is None

@@ -196,6 +196,13 @@ class DockerDaemon:
         with self._translated():
             self._api.start(container_id)
 
+    def set_memory(self, container_id: str, memory_bytes: int) -> None:
+        """Change a running container's memory limit (and its memory+swap, to the same)."""
+        with self._translated():
+            self._api.update_container(
+                container_id, mem_limit=memory_bytes, memswap_limit=memory_bytes
+            )
+
     def kill(self, container_id: str) -> None:
         """SIGKILL the container; no error if it has already stopped."""
         with self._translated():

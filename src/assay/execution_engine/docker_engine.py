@@ -56,10 +56,13 @@ from assay.errors import (
     SandboxLostError,
 )
 from assay.execution_engine.attach import (
-    AttachEnd,
+    GO,
     Cancelled,
+    Compiled,
+    Conversation,
     Run,
     close_attach,
+    compile_failure,
     encode_payload,
     pump,
     verdict,
@@ -67,15 +70,24 @@ from assay.execution_engine.attach import (
 )
 from assay.execution_engine.docker_batch import DockerBatchSandbox
 from assay.execution_engine.docker_daemon import DockerDaemon, epoch
+from assay.execution_engine.image import image_languages
 from assay.execution_engine.interface import (
     BatchSandbox,
     EngineHealth,
     ExecutionInterface,
+    LanguageInfo,
     OutputCallback,
     PoolStats,
+    describe_languages,
 )
 from assay.execution_engine.isolation import GVISOR, Isolation, load_seccomp_profile
-from assay.execution_engine.models import ExecutionRequest, ExecutionResult, resolve_request
+from assay.execution_engine.models import (
+    ExecutionRequest,
+    ExecutionResult,
+    ExecutionStatus,
+    languages_of,
+    resolve_request,
+)
 from assay.execution_engine.output import CollectedOutput, OutputCollector
 from assay.execution_engine.pool import WarmPool
 from assay.execution_engine.reaper import CLEAN_CLOSE, start_reaper
@@ -105,6 +117,7 @@ _NO_BATCH_UNDER_GVISOR = (
 )
 
 _T = TypeVar("_T")
+_MIB = 1024 * 1024
 
 
 class DockerEngine(ExecutionInterface):
@@ -133,6 +146,8 @@ class DockerEngine(ExecutionInterface):
         self._removing = 0  # background removals not finished yet
         self._removing_lock = threading.Lock()
         self._closed = False
+        #: Each language's version, from the image's labels (read once).
+        self._versions: dict[str, str] | None = None
 
     @property
     def settings(self) -> ExecutionSettings:
@@ -186,6 +201,20 @@ class DockerEngine(ExecutionInterface):
 
     async def pool_stats(self) -> list[PoolStats]:
         return self._pool.stats() if self._pool is not None else []
+
+    async def languages(self) -> list[LanguageInfo]:
+        """Every enabled language, with the versions measured when the image was built."""
+        if self._versions is None:
+            try:
+                await self.start()
+                labels = await self._in_thread(
+                    self._require_daemon().image_labels, self._settings.image
+                )
+                self._versions = image_languages(labels or {})
+            except ExecutionError as exc:
+                logger.warning("cannot read the image's language versions: %s", exc)
+                return describe_languages(languages_of(self._settings), {})
+        return describe_languages(languages_of(self._settings), self._versions)
 
     def _connect(self) -> DockerDaemon:
         settings = self._settings
@@ -419,14 +448,70 @@ class DockerEngine(ExecutionInterface):
             self.dispose(run.container_id, now=True)
             raise
 
-    def judge(
-        self, run: Run, outcome: AttachEnd, collector: OutputCollector, duration: float
-    ) -> ExecutionResult:
+    def converse(self, run: Run, sock: socket.socket, *, batch: bool) -> Conversation:
+        """Send ``run``'s program into its started sandbox and read back what comes, until
+        the program ends (or its compilation fails); on a worker thread. A compiled program
+        compiles under its compile limits (memory raised for it where the runtime can
+        change a running sandbox's limits: runc, not gVisor), then runs under its own."""
+        if run.cancelled.is_set():
+            raise Cancelled
+        request = run.request
+        container_id = run.container_id or ""
+        nonce = secrets.token_hex(16)
+        payload = encode_payload(request, nonce, batch=batch)
+        compiling = request.plan.compile is not None
+        resize = (
+            compiling
+            and request.compile_memory_mb != request.memory_mb
+            and not self._require_isolation().gvisor
+        )
+        if resize:
+            self._require_daemon().set_memory(container_id, request.compile_memory_mb * _MIB)
+        run.began = time.time()
+        started = time.monotonic()
+        # PID 1 reads the whole frame before it starts anything: the write cannot block on
+        # the program, only on a dead sandbox (then pump sees the end of the stream).
+        writer = write_stdin(sock, payload, close=False)
+        compiled = None
+        if compiling:
+            collector = OutputCollector(limit=request.output_limit_bytes, nonce=nonce)
+            deadline = started + request.compile_timeout_seconds
+            outcome = pump(sock, collector, deadline, run.cancelled, None)
+            duration = time.monotonic() - started
+            output = collector.finish()
+            compiled = Compiled(
+                output=(output.stderr + output.stdout).decode(errors="replace"),
+                truncated=output.over_limit,
+                duration=duration,
+            )
+            trailer = output.trailer
+            succeeded = (
+                outcome == "exited"
+                and trailer is not None
+                and trailer.phase == "compile"
+                and trailer.exit_code == 0
+                and not trailer.oom_kills
+                and not output.over_limit
+            )
+            if not succeeded:
+                return Conversation("compile", outcome, collector, duration, writer, compiled)
+            if resize:
+                self._require_daemon().set_memory(container_id, request.memory_mb * _MIB)
+            with contextlib.suppress(OSError):  # gone: pump sees the end of its stream
+                sock.sendall(GO)
+            started = time.monotonic()
+        collector = OutputCollector(limit=request.output_limit_bytes, nonce=nonce)
+        deadline = started + request.timeout_seconds
+        outcome = pump(sock, collector, deadline, run.cancelled, run.emit)
+        duration = time.monotonic() - started
+        return Conversation("run", outcome, collector, duration, writer, compiled)
+
+    def judge(self, run: Run, talk: Conversation) -> ExecutionResult:
         """The verdict once the conversation with the sandbox is over: from the supervisor's
         trailer (its isolation checked first), from the deadline or the output cap that we
         enforced, from an OOM kill Docker recorded, or (no kill through Docker either) from
-        the program having killed PID 1 itself. Anything else is no verdict. On a worker
-        thread.
+        the program having killed PID 1 itself. A failed compilation is ``compile_error``.
+        Anything else is no verdict. On a worker thread.
 
         Raises:
             SandboxLostError: the sandbox ended without a word from its PID 1, killed or
@@ -436,20 +521,45 @@ class DockerEngine(ExecutionInterface):
         daemon = self._require_daemon()
         if run.container_id is None:
             raise SandboxError("no container to judge")
+        outcome = talk.outcome
         if outcome != "exited":
             daemon.kill(run.container_id)
         if outcome == "cancelled":
             raise Cancelled
-        output = collector.finish()
+        output = talk.collector.finish()
         trailer = output.trailer
         if trailer is not None:
             self._proven = None  # until this sandbox has proven its isolation
             self._proven = self._require_isolation().check(trailer)
+        if talk.phase == "compile" and talk.compiled is not None:
+            if outcome == "exited" and trailer is None:
+                # Ended with no word from PID 1 while compiling (under gVisor an OOM kill
+                # ends the whole sandbox): whatever Docker can prove, the compiler failed.
+                ended = self._without_trailer(daemon, run, output, talk.duration)
+                why = "ran out of memory" if ended.status is ExecutionStatus.OOM else "was killed"
+                return ExecutionResult(
+                    status=ExecutionStatus.COMPILE_ERROR,
+                    duration_seconds=0.0,
+                    **{
+                        **talk.compiled.fields(),
+                        "compile_output": f"{talk.compiled.output}\n[assay] the compiler {why}\n",
+                    },
+                )
+            failed = compile_failure(outcome, output, talk.compiled, run.request)
+            if failed is not None:
+                return failed
         if outcome != "exited":
-            return verdict(outcome, None, False, output, duration)
+            return verdict(outcome, None, False, output, talk.duration, compiled=talk.compiled)
         if trailer is not None and (trailer.exit_code is not None or trailer.setup_error):
-            return verdict(outcome, None, bool(trailer.oom_kills), output, duration)
-        return self._without_trailer(daemon, run, output, duration)
+            return verdict(
+                outcome,
+                None,
+                bool(trailer.oom_kills),
+                output,
+                talk.duration,
+                compiled=talk.compiled,
+            )
+        return self._without_trailer(daemon, run, output, talk.duration, compiled=talk.compiled)
 
     def dispose(self, container_id: str, *, now: bool = False) -> None:
         """Make sure a used container goes: it removes itself once stopped (AutoRemove); in
@@ -547,27 +657,15 @@ class DockerEngine(ExecutionInterface):
     def _supervise(self, daemon: DockerDaemon, run: Run, *, warm: bool) -> ExecutionResult:
         if run.cancelled.is_set():
             raise Cancelled
-        request = run.request
-        nonce = secrets.token_hex(16)
-        payload = encode_payload(run.files, nonce, stdin=request.stdin, batch=False)
-        collector = OutputCollector(limit=request.output_limit_bytes, nonce=nonce)
         sock = self._attach(daemon, run, warm=warm)
-        writer = None
+        talk = None
         try:
-            run.began = time.time()
-            started = time.monotonic()
-            # PID 1 reads the whole frame before it starts the program: the write cannot block
-            # on the program, only on a dead sandbox (then pump sees the end of the stream).
-            writer = write_stdin(sock, payload, close=False)
-            outcome = pump(
-                sock, collector, started + request.timeout_seconds, run.cancelled, run.emit
-            )
-            duration = time.monotonic() - started
+            talk = self.converse(run, sock, batch=False)
         finally:
             close_attach(sock)
-            if writer is not None:
-                writer.join(timeout=5)
-        return self.judge(run, outcome, collector, duration)
+            if talk is not None and talk.writer is not None:
+                talk.writer.join(timeout=5)
+        return self.judge(run, talk)
 
     def _attach(self, daemon: DockerDaemon, run: Run, *, warm: bool) -> socket.socket:
         """The attach socket of ``run``'s container: a warm one's lifeline, or (cold) a new
@@ -595,7 +693,12 @@ class DockerEngine(ExecutionInterface):
         return sock
 
     def _without_trailer(
-        self, daemon: DockerDaemon, run: Run, output: CollectedOutput, duration: float
+        self,
+        daemon: DockerDaemon,
+        run: Run,
+        output: CollectedOutput,
+        duration: float,
+        compiled: Compiled | None = None,
     ) -> ExecutionResult:
         """The sandbox ended without a word from its PID 1. Under gVisor an OOM kill ends the
         whole sandbox, PID 1 included, and a program can kill PID 1 itself; Docker's event
@@ -612,7 +715,7 @@ class DockerEngine(ExecutionInterface):
             events = daemon.events_of(container_id, ("oom", "kill", "die"), since)
             actions = [action for action, _ in events]
             if "oom" in actions:
-                return verdict("exited", _KILLED, True, output, duration)
+                return verdict("exited", _KILLED, True, output, duration, compiled=compiled)
             died = [attributes for action, attributes in events if action == "die"]
             if attempt + 1 < _EVENT_CHECKS:
                 time.sleep(0.2)
@@ -623,7 +726,7 @@ class DockerEngine(ExecutionInterface):
             # program can exhaust its Sentry (a fork bomb at the host's pids limit: 2).
             logger.info("sandbox %s ended from inside (exit %s)", container_id[:12], codes[0])
             code = int(codes[0]) if codes[0].isdigit() else _KILLED
-            return verdict("exited", code, False, output, duration)
+            return verdict("exited", code, False, output, duration, compiled=compiled)
         logger.warning("sandbox %s lost: it ended without a trailer", container_id[:12])
         raise SandboxLostError(
             "the sandbox was lost while the program ran (killed or removed from outside, or "

@@ -1,27 +1,35 @@
 """Building the sandbox image without any container registry.
 
-Default recipe: a minimal Debian root filesystem made with ``debootstrap`` (full ``python3``
-with its complete standard library), a non-root ``sandbox`` user, no setuid/setgid binaries,
-imported into Docker with ``docker import`` and versioned by a label. Users who can pull may
-start from a base image instead (``--base-image python:3.12-slim``). Either way the image gets
-the sandbox supervisor (``sandbox_init.c``), compiled here with the host's C compiler into a
+Default recipe: a minimal Debian root filesystem made with ``debootstrap`` holding every
+enabled language's toolchain (their recipes' packages, ``languages.toml``), then each
+recipe's wheels (from a local wheelhouse) and setup commands, a non-root ``sandbox`` user,
+no setuid/setgid binaries; imported into Docker with ``docker import`` and versioned by a
+label. Each language's version is measured in the new root filesystem and kept in another
+label (``GET /api/v1/languages`` shows it). Users who can pull may start from a base image
+instead (``--base-image python:3.12-slim``: Python only). Either way the image gets the
+sandbox supervisor (``sandbox_init.c``), compiled here with the host's C compiler into a
 static binary at ``INIT_PATH``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from assay.config import SANDBOX_IMAGE_VERSION, ExecutionSettings
 from assay.errors import ImageBuildError
 from assay.execution_engine.docker_daemon import DockerDaemon
+from assay.execution_engine.languages import Languages
+from assay.execution_engine.models import languages_of
 from assay.execution_engine.sandbox_spec import INIT_PATH, SANDBOX_ENV, SANDBOX_UID, WORKDIR
 
 __all__ = [
@@ -35,6 +43,8 @@ __all__ = [
 
 LABEL_VERSION = "assay.sandbox.version"
 LABEL_RECIPE = "assay.sandbox.recipe"
+#: JSON: each language's version, as measured in the image when it was built.
+LABEL_LANGUAGES = "assay.sandbox.languages"
 _SLIM_PATHS = (
     "var/cache/apt/archives",
     "var/lib/apt/lists",
@@ -52,6 +62,8 @@ class ImageStatus:
     name: str
     exists: bool
     version: str | None
+    #: Each language's version in the image, by name (measured when it was built).
+    languages: dict[str, str] = field(default_factory=dict)
 
     @property
     def current(self) -> bool:
@@ -67,7 +79,23 @@ def image_status(settings: ExecutionSettings) -> ImageStatus:
         daemon.close()
     if labels is None:
         return ImageStatus(settings.image, exists=False, version=None)
-    return ImageStatus(settings.image, exists=True, version=labels.get(LABEL_VERSION))
+    return ImageStatus(
+        settings.image,
+        exists=True,
+        version=labels.get(LABEL_VERSION),
+        languages=image_languages(labels),
+    )
+
+
+def image_languages(labels: dict[str, str]) -> dict[str, str]:
+    """The languages an image's labels say it holds, with their versions."""
+    try:
+        found = json.loads(labels.get(LABEL_LANGUAGES) or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {str(name): str(version) for name, version in found.items()}
 
 
 def build_image(
@@ -76,9 +104,12 @@ def build_image(
     base_image: str | None = None,
     mirror: str | None = None,
     suite: str | None = None,
+    wheelhouse: Path | None = None,
     log: Log = lambda _line: None,
 ) -> str:
-    """Build the sandbox image named by ``settings.image``; returns its name.
+    """Build the sandbox image named by ``settings.image``, with every language
+    ``settings`` enables; returns its name. ``wheelhouse``: a directory of wheels that the
+    recipes' ``wheels`` are installed from (nothing is fetched).
 
     Raises:
         ImageBuildError: with what the user must do (be root, install debootstrap, pull the
@@ -90,7 +121,9 @@ def build_image(
         if base_image is not None:
             _build_from_base(daemon, settings.image, base_image, log)
         else:
-            _build_with_debootstrap(daemon, settings.image, mirror, suite, log)
+            _build_with_debootstrap(
+                daemon, settings.image, languages_of(settings), mirror, suite, wheelhouse, log
+            )
     finally:
         daemon.close()
     return settings.image
@@ -158,8 +191,14 @@ CMD ["python3"]
             log(line.rstrip())
 
 
-def _build_with_debootstrap(
-    daemon: DockerDaemon, image: str, mirror: str | None, suite: str | None, log: Log
+def _build_with_debootstrap(  # noqa: PLR0917  (one call site, every argument named)
+    daemon: DockerDaemon,
+    image: str,
+    languages: Languages,
+    mirror: str | None,
+    suite: str | None,
+    wheelhouse: Path | None,
+    log: Log,
 ) -> None:
     if os.geteuid() != 0:
         raise ImageBuildError(
@@ -172,23 +211,31 @@ def _build_with_debootstrap(
             "debootstrap is not installed; `apt-get install debootstrap` (scripts/bootstrap "
             "does this), or use --base-image"
         )
-    suite = suite or _host_codename()
-    mirror = mirror or debian_mirror(suite)
+    wheels = [wheel for recipe in languages for wheel in recipe.wheels]
+    if wheels and wheelhouse is None:
+        raise ImageBuildError(
+            f"the recipes ask for wheels ({', '.join(wheels)}): pass --wheelhouse DIR, a "
+            "directory of wheels (`pip wheel -w DIR ...`); nothing is downloaded"
+        )
+    suite = suite or languages.image.suite
+    mirror = mirror or _mirror_for(suite)
     with tempfile.TemporaryDirectory(prefix="assay-rootfs-", dir="/var/tmp") as work:
         rootfs = Path(work) / "rootfs"
         supervisor = compile_supervisor(Path(work) / "assay-init")  # fails fast without gcc
-        log(f"debootstrap {suite} from {mirror} (about a minute)")
+        packages = languages.packages()
+        log(f"debootstrap {suite} from {mirror} with {len(packages)} packages (a minute or two)")
         _check(
             [
                 "debootstrap",
                 "--variant=minbase",
-                "--include=python3",
+                f"--include={','.join(packages)}",
                 suite,
                 str(rootfs),
                 mirror,
             ],
             "debootstrap",
         )
+        versions = _add_languages(rootfs, languages, wheelhouse, log)
         _prepare_rootfs(rootfs)
         init = rootfs / INIT_PATH.lstrip("/")
         init.parent.mkdir(parents=True, exist_ok=True)
@@ -216,11 +263,129 @@ def _build_with_debootstrap(
         changes += [
             f"LABEL {LABEL_VERSION}={SANDBOX_IMAGE_VERSION}",
             f"LABEL {LABEL_RECIPE}=debootstrap:{suite}",
+            # Quoted, inner quotes escaped: Docker's LABEL takes them away once.
+            f"LABEL {LABEL_LANGUAGES}={json.dumps(json.dumps(versions, separators=(',', ':')))}",
             f"USER {SANDBOX_UID}:{SANDBOX_UID}",
             f"WORKDIR {WORKDIR}",
-            'CMD ["python3"]',
+            f'CMD ["{INIT_PATH}"]',
         ]
         daemon.import_rootfs(str(tarball), repository, tag, changes)
+
+
+def _add_languages(
+    rootfs: Path, languages: Languages, wheelhouse: Path | None, log: Log
+) -> dict[str, str]:
+    """Each recipe's wheels and setup commands, run in ``rootfs``; then every language's
+    version, measured there. Returns the versions by language.
+
+    Raises:
+        ImageBuildError: a setup command failed, or a language's version cannot be read
+            (its toolchain is not there).
+    """
+    versions: dict[str, str] = {}
+    with _proc_mounted(rootfs):
+        for recipe in languages:
+            if recipe.wheels and wheelhouse is not None:
+                log(f"{recipe.name}: wheels {', '.join(recipe.wheels)} from {wheelhouse}")
+                _install_wheels(rootfs, recipe.wheels, wheelhouse)
+            for command in recipe.setup:
+                log(f"{recipe.name}: {command}")
+                _check(
+                    [
+                        "chroot",
+                        str(rootfs),
+                        "/usr/bin/env",
+                        "-i",
+                        *_env(recipe.env),
+                        "sh",
+                        "-ec",
+                        command,
+                    ],
+                    f"{recipe.name}'s setup command {command!r}",
+                )
+        for recipe in languages:
+            result = subprocess.run(
+                ["chroot", str(rootfs), "/usr/bin/env", "-i", *_env(recipe.env), *recipe.version],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if result.returncode != 0:
+                raise ImageBuildError(
+                    f"{recipe.name}: its version command {list(recipe.version)} failed in the "
+                    f"image (exit {result.returncode}): {(result.stderr or result.stdout)[-500:]}"
+                )
+            versions[recipe.name] = recipe.describe_version(result.stdout + result.stderr)
+            log(f"{recipe.name} {versions[recipe.name]}")
+    return versions
+
+
+def _env(extra: Mapping[str, str]) -> list[str]:
+    base = {key: value for key, value in SANDBOX_ENV.items() if key != "HOME"}
+    return [f"{key}={value}" for key, value in {**base, "HOME": "/root", **extra}.items()]
+
+
+@contextlib.contextmanager
+def _proc_mounted(rootfs: Path) -> Iterator[None]:
+    """/proc in ``rootfs`` while commands run there (Java and Go find themselves through it)."""
+    proc = rootfs / "proc"
+    proc.mkdir(exist_ok=True)
+    _check(["mount", "-t", "proc", "proc", str(proc)], "mounting /proc in the image")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(proc)], check=False, capture_output=True)
+
+
+def _install_wheels(rootfs: Path, wheels: tuple[str, ...], wheelhouse: Path) -> None:
+    """Install ``wheels`` from ``wheelhouse`` into the image's Python (its own version, not
+    the host's), offline."""
+    probe = subprocess.run(
+        [
+            "chroot",
+            str(rootfs),
+            "python3",
+            "-c",
+            "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    version = probe.stdout.strip()
+    if probe.returncode != 0 or not version:
+        raise ImageBuildError("the recipes ask for wheels, but the image has no python3")
+    target = rootfs / f"usr/local/lib/python{version}/dist-packages"
+    target.mkdir(parents=True, exist_ok=True)
+    _check(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-index",
+            "--find-links",
+            str(wheelhouse),
+            "--only-binary=:all:",
+            "--python-version",
+            version,
+            "--no-compile",
+            "--target",
+            str(target),
+            *wheels,
+        ],
+        f"installing wheels {', '.join(wheels)} from {wheelhouse}",
+    )
+
+
+def _mirror_for(suite: str) -> str:
+    """The host's mirror for ``suite``, or for the host's own suite (Debian serves every
+    suite from one archive: trixie comes from where bookworm does)."""
+    try:
+        return debian_mirror(suite)
+    except ImageBuildError:
+        return debian_mirror(_host_codename())
 
 
 def _prepare_rootfs(rootfs: Path) -> None:

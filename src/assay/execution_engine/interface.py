@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal, Self
 
 from assay.errors import SandboxError
+from assay.execution_engine.languages import Languages
 from assay.execution_engine.models import ExecutionRequest, ExecutionResult
 
-__all__ = ["BatchSandbox", "EngineHealth", "ExecutionInterface", "OutputCallback", "PoolStats"]
+__all__ = [
+    "BatchSandbox",
+    "EngineHealth",
+    "ExecutionInterface",
+    "LanguageInfo",
+    "OutputCallback",
+    "PoolStats",
+    "describe_languages",
+]
 
 #: Called with ("stdout" | "stderr", chunk) while the program runs, on the event loop's thread.
 OutputCallback = Callable[[Literal["stdout", "stderr"], bytes], None]
@@ -41,6 +50,38 @@ class PoolStats:
     failures: int
     #: Mean seconds to create and start one sandbox (None before the first).
     refill_seconds: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LanguageInfo:
+    """One language an engine runs."""
+
+    name: str
+    title: str
+    #: The toolchain's version as measured in the sandbox image; None when unknown (the
+    #: image predates the measurement, or no engine could be asked).
+    version: str | None
+    #: The file the program is stored as (``{entry}.java``: named after its public class).
+    source_file: str
+    compiled: bool
+    extensions: tuple[str, ...]
+    example: str
+
+
+def describe_languages(languages: Languages, versions: Mapping[str, str]) -> list[LanguageInfo]:
+    """What clients see of ``languages``, with the ``versions`` measured in the image."""
+    return [
+        LanguageInfo(
+            name=recipe.name,
+            title=recipe.title,
+            version=versions.get(recipe.name),
+            source_file=recipe.source,
+            compiled=recipe.compiled,
+            extensions=recipe.extensions,
+            example=recipe.example,
+        )
+        for recipe in languages
+    ]
 
 
 class ExecutionInterface(abc.ABC):
@@ -98,6 +139,12 @@ class ExecutionInterface(abc.ABC):
 
         Never raises for engine problems; an unreachable part reports nothing."""
         return []
+
+    @abc.abstractmethod
+    async def languages(self) -> list[LanguageInfo]:
+        """The languages programs may be written in, with their versions.
+
+        Never raises for engine problems: versions it cannot learn are None."""
 
     @abc.abstractmethod
     async def check_health(self) -> EngineHealth:

@@ -5,28 +5,30 @@ settings (:class:`ResolvedRequest`)."""
 from __future__ import annotations
 
 import enum
+import functools
 import posixpath
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from assay.config import ExecutionSettings
 from assay.errors import InvalidRequestError
+from assay.execution_engine.languages import Languages, Plan, Recipe, load_languages
 
 __all__ = [
     "ExecutionRequest",
     "ExecutionResult",
     "ExecutionStatus",
     "ResolvedRequest",
+    "languages_of",
     "resolve_request",
 ]
 
-Language = Literal["python"]
-
-#: Name the program is stored under in the sandbox's working directory.
-MAIN_FILE = "main.py"
+#: Most compiler options, or program arguments, one request may give; and their longest.
+MAX_ARGUMENTS = 256
+MAX_ARGUMENT_BYTES = 4096
 
 
 class ExecutionStatus(enum.StrEnum):
@@ -37,6 +39,7 @@ class ExecutionStatus(enum.StrEnum):
     TIMEOUT = "timeout"  # still running at the wall-clock limit; everything was killed
     OOM = "oom"  # hit the memory limit and was killed by the kernel
     OUTPUT_LIMIT = "output_limit"  # wrote more than the output cap; everything was killed
+    COMPILE_ERROR = "compile_error"  # the compiler refused it (or hit its limits): never ran
     ERROR = "error"  # the sandbox, not the program, failed for this execution
 
 
@@ -46,8 +49,21 @@ class ExecutionRequest(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    code: str = Field(description="Source of the program, run as main.py in the working directory.")
-    language: Language = "python"
+    code: str = Field(
+        description="Source of the program, stored under its language's file name (main.py, "
+        "main.c, Main.java...) in the working directory."
+    )
+    language: str = Field(default="python", description="One of GET /api/v1/languages.")
+    compiler_options: tuple[str, ...] = Field(
+        default=(), description="Arguments for the compiler (compiled languages only)."
+    )
+    args: tuple[str, ...] = Field(default=(), description="Arguments for the program.")
+    compile_timeout_seconds: float | None = Field(
+        default=None, description="Wall-clock limit of the compilation."
+    )
+    compile_memory_mb: int | None = Field(
+        default=None, description="Memory limit of the compilation."
+    )
     stdin: str = Field(default="", description="Bytes (UTF-8) fed to the program's standard input.")
     timeout_seconds: float | None = Field(default=None, description="Wall-clock limit.")
     memory_mb: int | None = Field(default=None, description="Memory limit; no swap.")
@@ -73,12 +89,19 @@ class ExecutionResult(BaseModel):
     stderr: str = ""
     stdout_truncated: bool = False
     stderr_truncated: bool = False
-    duration_seconds: float = Field(description="Wall time from sandbox start to exit.")
+    duration_seconds: float = Field(description="Wall time of the program, start to exit.")
     cpu_time_seconds: float | None = Field(default=None, description="User+system CPU time.")
     peak_memory_bytes: int | None = Field(
         default=None, description="Peak resident memory of the program's largest process."
     )
     error: str | None = Field(default=None, description="Why, when status is 'error'.")
+    compile_output: str | None = Field(
+        default=None, description="What the compiler wrote; None for interpreted languages."
+    )
+    compile_output_truncated: bool = False
+    compile_duration_seconds: float | None = Field(
+        default=None, description="Wall time of the compilation, when there was one."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +109,36 @@ class ResolvedRequest:
     """A request with its limits checked and defaults applied; what engines run."""
 
     code: str
-    language: Language
+    language: str
     stdin: bytes
     timeout_seconds: float
     memory_mb: int
     cpus: float
     output_limit_bytes: int
     files: MappingProxyType[str, str]
+    #: The commands and the program's file name, from its language's recipe.
+    plan: Plan
+    compile_timeout_seconds: float
+    compile_memory_mb: int
+
+    @property
+    def source_files(self) -> dict[str, str]:
+        """The files the sandbox receives: the program under its name, then the others."""
+        return {self.plan.source: self.code, **self.files}
+
+
+def languages_of(settings: ExecutionSettings) -> Languages:
+    """The languages these settings enable.
+
+    Raises:
+        ConfigurationError: the operator's languages file is unreadable or malformed.
+    """
+    return _languages(settings.languages_file, settings.languages)
+
+
+@functools.lru_cache(maxsize=16)
+def _languages(path: Path | None, enabled: tuple[str, ...] | None) -> Languages:
+    return load_languages(path, enabled=enabled)
 
 
 def resolve_request(request: ExecutionRequest, settings: ExecutionSettings) -> ResolvedRequest:
@@ -113,10 +159,29 @@ def resolve_request(request: ExecutionRequest, settings: ExecutionSettings) -> R
         raise InvalidRequestError(
             f"stdin is {len(stdin)} bytes; the limit is {settings.max_stdin_bytes}", field="stdin"
         )
-    _check_files(request.files, settings)
+    recipe = _recipe(request.language, settings)
+    _check_arguments("compiler_options", request.compiler_options)
+    _check_arguments("args", request.args)
+    if request.compiler_options and not recipe.compiled:
+        raise InvalidRequestError(
+            f"{recipe.name} is not compiled: compiler_options do not apply",
+            field="compiler_options",
+        )
+    plan = recipe.plan(
+        request.code, request.files, options=request.compiler_options, args=request.args
+    )
+    _check_files(request.files, plan.source, settings)
+    compile_fields = (request.compile_timeout_seconds, request.compile_memory_mb)
+    if not recipe.compiled and any(value is not None for value in compile_fields):
+        raise InvalidRequestError(
+            f"{recipe.name} is not compiled: compile limits do not apply",
+            field="compile_timeout_seconds"
+            if request.compile_timeout_seconds is not None
+            else "compile_memory_mb",
+        )
     return ResolvedRequest(
         code=request.code,
-        language=request.language,
+        language=recipe.name,
         stdin=stdin,
         timeout_seconds=_limit(
             "timeout_seconds",
@@ -139,10 +204,56 @@ def resolve_request(request: ExecutionRequest, settings: ExecutionSettings) -> R
             )
         ),
         files=MappingProxyType(dict(request.files)),
+        plan=plan,
+        compile_timeout_seconds=_limit(
+            "compile_timeout_seconds",
+            request.compile_timeout_seconds,
+            min(recipe.compile_timeout_seconds, settings.max_compile_timeout_seconds),
+            settings.max_compile_timeout_seconds,
+        ),
+        compile_memory_mb=int(
+            _limit(
+                "compile_memory_mb",
+                request.compile_memory_mb,
+                min(recipe.compile_memory_mb, settings.max_compile_memory_mb),
+                settings.max_compile_memory_mb,
+            )
+        ),
     )
 
 
-_MINIMUMS: dict[str, float] = {"memory_mb": 16, "cpus": 0.01, "timeout_seconds": 0.01}
+def _recipe(name: str, settings: ExecutionSettings) -> Recipe:
+    languages = languages_of(settings)
+    recipe = languages.get(name)
+    if recipe is None:
+        known = ", ".join(languages.recipes)
+        raise InvalidRequestError(
+            f"unknown language {name!r}; this server runs: {known}", field="language"
+        )
+    return recipe
+
+
+def _check_arguments(name: str, values: tuple[str, ...]) -> None:
+    if len(values) > MAX_ARGUMENTS:
+        raise InvalidRequestError(
+            f"{len(values)} {name} given; the limit is {MAX_ARGUMENTS}", field=name
+        )
+    for value in values:
+        if "\x00" in value:
+            raise InvalidRequestError(f"{name} may not hold NUL", field=name)
+        if len(value.encode()) > MAX_ARGUMENT_BYTES:
+            raise InvalidRequestError(
+                f"an item of {name} is over {MAX_ARGUMENT_BYTES} bytes", field=name
+            )
+
+
+_MINIMUMS: dict[str, float] = {
+    "memory_mb": 16,
+    "compile_memory_mb": 16,
+    "cpus": 0.01,
+    "timeout_seconds": 0.01,
+    "compile_timeout_seconds": 0.01,
+}
 
 
 def _limit(name: str, value: float | None, default: float, maximum: float) -> float:
@@ -156,7 +267,7 @@ def _limit(name: str, value: float | None, default: float, maximum: float) -> fl
     return value
 
 
-def _check_files(files: dict[str, str], settings: ExecutionSettings) -> None:
+def _check_files(files: dict[str, str], source: str, settings: ExecutionSettings) -> None:
     if len(files) > settings.max_files:
         raise InvalidRequestError(
             f"{len(files)} files given; the limit is {settings.max_files}", field="files"
@@ -174,9 +285,9 @@ def _check_files(files: dict[str, str], settings: ExecutionSettings) -> None:
             raise InvalidRequestError(
                 f"file path {path!r} must be relative and normalised, without '..'", field="files"
             )
-        if normal == MAIN_FILE:
+        if normal == source:
             raise InvalidRequestError(
-                f"file path {MAIN_FILE!r} is reserved for the program itself", field="files"
+                f"file path {source!r} is reserved for the program itself", field="files"
             )
         total += len(content.encode())
     if total > settings.max_files_bytes:

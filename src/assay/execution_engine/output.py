@@ -44,6 +44,8 @@ class Trailer:
     seccomp: int | None = None
     #: What io_uring_setup answered in the sandbox: an errno, 0 when it was allowed.
     io_uring_errno: int | None = None
+    #: ``compile``: the compiler's trailer; ``run`` (or None, an older supervisor): the program's.
+    phase: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +182,9 @@ def _parse_trailer(raw: bytes) -> Trailer | None:
     setup_error = data.get("setup_error")
     damage = data.get("damage")
     kernel = data.get("kernel")
+    phase = data.get("phase")
     return Trailer(
+        phase=phase if isinstance(phase, str) else None,
         exit_code=_int(data.get("exit_code")),
         signal=_int(data.get("signal")),
         cpu_time_seconds=_seconds(data.get("cpu_time_seconds")),

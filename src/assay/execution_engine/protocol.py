@@ -37,6 +37,7 @@ __all__ = [
     "EXECUTIONS_PATH",
     "EXECUTION_ID_HEADER",
     "HEALTH_PATH",
+    "LANGUAGES_PATH",
     "POOL_PATH",
     "STREAM_PATH",
     "decode_output",
@@ -50,6 +51,8 @@ STREAM_PATH = "/v1/executions/stream"
 #: ``GET``: ``{"pools": [PoolStats fields, ...]}``, the executor's warm pools.
 POOL_PATH = "/v1/pool"
 CAPACITY_PATH = "/v1/capacity"
+#: ``GET``: ``{"languages": [LanguageInfo fields, ...]}``, as measured in its image.
+LANGUAGES_PATH = "/v1/languages"
 HEALTH_PATH = "/healthz"
 BATCH_SANDBOXES_PATH = "/v1/batch-sandboxes"
 BATCH_SANDBOX_HEADER = "X-Assay-Batch-Sandbox"

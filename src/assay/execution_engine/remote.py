@@ -38,16 +38,24 @@ from assay.execution_engine.interface import (
     BatchSandbox,
     EngineHealth,
     ExecutionInterface,
+    LanguageInfo,
     OutputCallback,
     PoolStats,
+    describe_languages,
 )
-from assay.execution_engine.models import ExecutionRequest, ExecutionResult, resolve_request
+from assay.execution_engine.models import (
+    ExecutionRequest,
+    ExecutionResult,
+    languages_of,
+    resolve_request,
+)
 from assay.execution_engine.pool import merge_pool_stats
 from assay.execution_engine.protocol import (
     BATCH_SANDBOX_HEADER,
     BATCH_SANDBOXES_PATH,
     EXECUTION_ID_HEADER,
     EXECUTIONS_PATH,
+    LANGUAGES_PATH,
     POOL_PATH,
     STREAM_PATH,
     decode_output,
@@ -305,6 +313,23 @@ class RemoteExecutionEngine(ExecutionInterface):
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             logger.debug("no pool report from %s: %s", executor.url, exc)
             return []
+
+    async def languages(self) -> list[LanguageInfo]:
+        """The languages as the first healthy executor measured them in its image; without
+        one, the recipes with unknown versions."""
+        for executor in self._executors:
+            if not executor.healthy:
+                continue
+            try:
+                response = await self._http.get(executor.url + LANGUAGES_PATH, timeout=3.0)
+                response.raise_for_status()
+                return [
+                    LanguageInfo(**{**item, "extensions": tuple(item["extensions"])})
+                    for item in response.json()["languages"]
+                ]
+            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+                logger.debug("no languages from %s: %s", executor.url, exc)
+        return describe_languages(languages_of(self._settings), {})
 
     async def close(self) -> None:
         await self._http.aclose()

@@ -1,16 +1,22 @@
 /* PID 1 of every sandbox: unpacks the program, runs it, reaps zombies, reports.
  *
  * Built statically into the sandbox image (`assay image build`) as /usr/local/libexec/assay-init
- * and started as `assay-init python3 main.py`. The engine writes one frame to the container's
- * stdin:
+ * and started as `assay-init`. The engine writes one frame to the container's stdin:
  *
- *     "ASSAY3" + 10 ASCII digits (header length) + header
+ *     "ASSAY4" + 10 ASCII digits (header length) + header
  *              + 10 ASCII digits (stdin length) + the program's stdin
  *
- * where the header is the nonce (32 hex digits), then for each file its path and its text,
- * each as 10 ASCII digits (length in bytes) and the bytes. This process writes the files into
- * the working directory, puts the program's stdin into a memory file, forks, and the child
- * execs the command with that file as its fd 0. When that child exits, the same trailer line
+ * where the header is the nonce (32 hex digits), then the compile command and the run
+ * command, then for each file its path and its bytes; each field is 10 ASCII digits (length
+ * in bytes) and the bytes, and a command is its arguments, each ended by a NUL (an empty
+ * compile command: nothing to compile). This process writes the files into the working
+ * directory and puts the program's stdin into a memory file.
+ *
+ * With a compile command it first runs the compiler (stdin empty, its stdout and stderr both
+ * on stderr, in order) and reports it with a trailer whose JSON says "phase": "compile". If
+ * the compiler failed, that is all. Otherwise it waits for "ASSAYG" on stdin (the engine
+ * may change the sandbox's limits in between), then runs the program: the child execs the
+ * run command with the memory file as its fd 0. When that child exits, the same trailer line
  * goes to stdout and to stderr,
  *
  *     "\0ASSAY-TRAILER-" + nonce + ":" + JSON + "\n"
@@ -57,7 +63,9 @@
 #define NONCE_SIZE 32
 #define LENGTH_SIZE 10
 #define MAGIC_SIZE 6
-#define SINGLE_MAGIC "ASSAY3"
+#define SINGLE_MAGIC "ASSAY4"
+#define GO_MAGIC "ASSAYG"
+#define MAX_ARGS 1024
 #define OWNER_GONE 137
 #define BATCH_MAGIC "ASSAYB"
 
@@ -215,9 +223,8 @@ static int make_parents(char *path) {
     return 0;
 }
 
-/* Writes the header's files; on failure reports it and returns -1. */
-static int write_files(char *header, size_t size) {
-    size_t at = NONCE_SIZE;
+/* Writes the header's files (from offset `at`); on failure reports it and returns -1. */
+static int write_files(char *header, size_t size, size_t at) {
     while (at < size) {
         char *fields[2];
         size_t lengths[2];
@@ -267,8 +274,9 @@ malformed:
     return -1;
 }
 
-static void exec_child(char **argv, int stdin_fd) {
+static void exec_child(char **argv, int stdin_fd, int merge) {
     if (dup2(stdin_fd, 0) < 0) _exit(SETUP_FAILED);
+    if (merge && dup2(2, 1) < 0) _exit(SETUP_FAILED); /* a compiler's output, in one stream */
     close(child_signals);
     sigprocmask(SIG_SETMASK, &original_mask, NULL);
     int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
@@ -293,7 +301,41 @@ static int read_length(size_t *length) {
     return *end == 0 ? 0 : -1;
 }
 
-/* After the magic: the header (nonce, files). Returns 0, or -1 with the reason reported. */
+/* The commands of the current frame (argv arrays into `header_copy`; compile_argv[0] == NULL:
+ * nothing to compile). */
+static char *header_copy;
+static char *compile_argv[MAX_ARGS + 1];
+static char *run_argv[MAX_ARGS + 1];
+
+/* Splits a field of NUL-ended arguments into `argv`; -1 if malformed (or too many). */
+static int split_command(char *field, size_t length, char **argv) {
+    size_t count = 0, at = 0;
+    while (at < length) {
+        char *end = memchr(field + at, 0, length - at);
+        if (end == NULL || count >= MAX_ARGS) return -1;
+        argv[count++] = field + at;
+        at = (size_t)(end - field) + 1;
+    }
+    argv[count] = NULL;
+    return 0;
+}
+
+/* One length-prefixed field of the header at *at; -1 past its end. */
+static int next_field(char *header, size_t size, size_t *at, char **field, size_t *length) {
+    char digits[LENGTH_SIZE + 1];
+    if (*at + LENGTH_SIZE > size) return -1;
+    memcpy(digits, header + *at, LENGTH_SIZE);
+    digits[LENGTH_SIZE] = 0;
+    *at += LENGTH_SIZE;
+    *length = strtoul(digits, NULL, 10);
+    if (*length > size - *at) return -1;
+    *field = header + *at;
+    *at += *length;
+    return 0;
+}
+
+/* After the magic: the header (nonce, commands, files). Returns 0, or -1 with the reason
+ * reported. */
 static int read_header(void) {
     size_t size;
     char *header;
@@ -308,9 +350,21 @@ static int read_header(void) {
     }
     memcpy(nonce, header, NONCE_SIZE);
     nonce[NONCE_SIZE] = 0;
-    int written = write_files(header, size);
-    free(header);
-    return written;
+    free(header_copy);
+    header_copy = header;
+    size_t at = NONCE_SIZE, lengths[2];
+    char *fields[2];
+    for (int i = 0; i < 2; i++)
+        if (next_field(header, size, &at, &fields[i], &lengths[i]) != 0) {
+            setup_error("malformed header", "(commands)", EINVAL);
+            return -1;
+        }
+    if (split_command(fields[0], lengths[0], compile_argv) != 0 ||
+        split_command(fields[1], lengths[1], run_argv) != 0 || run_argv[0] == NULL) {
+        setup_error("malformed header", "(commands)", EINVAL);
+        return -1;
+    }
+    return write_files(header, size, at);
 }
 
 /* The program's stdin follows its header as a 10-digit length and the bytes; it goes into a
@@ -465,10 +519,44 @@ static int wait_for(pid_t child, struct rusage *usage) {
     }
 }
 
-/* Runs the program whose files are written, with `stdin_fd` as its stdin; returns its exit
- * code (128 + signal). In batch mode `damage` receives what the reset found (NULL: the
- * sandbox is clean for the next). */
-static int run_program(char **command, int stdin_fd, const char **damage) {
+/* The trailer of one phase: `status` from wait4, `usage` its resource use. */
+static void report(const char *phase, int status, const struct rusage *usage, long oom_before,
+                   const char *found) {
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    long oom_after = oom_kills();
+    char kills[32] = "null", signal_number[16] = "null", damaged[96] = "null", json[700];
+    if (oom_before >= 0 && oom_after >= 0) snprintf(kills, sizeof kills, "%ld", oom_after - oom_before);
+    if (WIFSIGNALED(status)) snprintf(signal_number, sizeof signal_number, "%d", WTERMSIG(status));
+    if (found != NULL) snprintf(damaged, sizeof damaged, "\"%s\"", found);
+    double cpu = (double)usage->ru_utime.tv_sec + usage->ru_utime.tv_usec / 1e6 +
+                 (double)usage->ru_stime.tv_sec + usage->ru_stime.tv_usec / 1e6;
+    snprintf(json, sizeof json,
+             "{\"phase\": \"%s\", \"exit_code\": %d, \"signal\": %s, \"cpu_time_seconds\": %.6f, "
+             "\"peak_memory_bytes\": %ld, \"oom_kills\": %s, \"damage\": %s}",
+             phase, code, signal_number, cpu, usage->ru_maxrss * 1024L, kills, damaged);
+    trailer(json);
+}
+
+/* Runs `argv` with `stdin_fd` (closed here) as its stdin and waits for it: its wait status,
+ * or -1 when it could not be started (reported). */
+static int spawn(char **argv, int stdin_fd, int merge, struct rusage *usage) {
+    pid_t child = fork();
+    if (child < 0) {
+        setup_error("cannot fork", argv[0], errno);
+        close(stdin_fd);
+        return -1;
+    }
+    if (child == 0) exec_child(argv, stdin_fd, merge);
+    close(stdin_fd);
+    memset(usage, 0, sizeof *usage);
+    return wait_for(child, usage);
+}
+
+/* Runs the frame's program (compiling it first when it has a compile command), whose files
+ * are written, with `stdin_fd` as its stdin; returns its exit code (128 + signal), or the
+ * compiler's when that failed. In batch mode `damage` receives what the reset found (NULL:
+ * the sandbox is clean for the next). */
+static int run_program(int stdin_fd, const char **damage) {
     if (isolation_error[0] != 0) {
         char escaped[700], json[800];
         json_escape(isolation_error, escaped, sizeof escaped);
@@ -480,36 +568,44 @@ static int run_program(char **command, int stdin_fd, const char **damage) {
     }
     long oom_before = oom_kills();
     long pids_before = damage != NULL ? pids_refusals() : -1;
-    pid_t child = fork();
-    if (child < 0) {
-        setup_error("cannot fork", command[0], errno);
+    struct rusage usage;
+    if (compile_argv[0] != NULL) {
+        int nothing = memfd_create("empty", MFD_CLOEXEC);
+        int status = nothing < 0 ? -1 : spawn(compile_argv, nothing, 1, &usage);
+        if (status < 0) {
+            if (nothing < 0) setup_error("cannot create", "the compiler's stdin", errno);
+            close(stdin_fd);
+            if (damage != NULL) *damage = "could not compile";
+            return SETUP_FAILED;
+        }
+        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        /* What the compiler left never runs beside the program (or the next one). */
+        const char *found = NULL;
+        if (damage != NULL && code != 0) found = reset(pids_before);
+        else if (getpid() == 1) kill_the_rest();
+        report("compile", status, &usage, oom_before, found);
+        if (code != 0) {
+            close(stdin_fd);
+            if (damage != NULL) *damage = found;
+            return code;
+        }
+        /* The engine says when to go on (it may lower the memory limit first); an end of
+         * stdin instead means the owner is gone. */
+        char magic[MAGIC_SIZE];
+        if (read_exact(magic, MAGIC_SIZE) != 0 || memcmp(magic, GO_MAGIC, MAGIC_SIZE) != 0)
+            owner_gone(0);
+        oom_before = oom_kills();
+    }
+    int status = spawn(run_argv, stdin_fd, 0, &usage);
+    if (status < 0) {
         if (damage != NULL) *damage = "could not fork";
-        close(stdin_fd);
         return SETUP_FAILED;
     }
-    if (child == 0) exec_child(command, stdin_fd);
-    close(stdin_fd);
-    struct rusage usage;
-    memset(&usage, 0, sizeof usage);
-    int status = wait_for(child, &usage);
-    if (status < 0) return SETUP_FAILED;
-    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     /* Before the trailer: nothing the program left may write after it. */
     const char *found = damage != NULL ? reset(pids_before) : NULL;
-    long oom_after = oom_kills();
-    char kills[32] = "null", signal_number[16] = "null", damaged[96] = "null", json[640];
-    if (oom_before >= 0 && oom_after >= 0) snprintf(kills, sizeof kills, "%ld", oom_after - oom_before);
-    if (WIFSIGNALED(status)) snprintf(signal_number, sizeof signal_number, "%d", WTERMSIG(status));
-    if (found != NULL) snprintf(damaged, sizeof damaged, "\"%s\"", found);
-    double cpu = (double)usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 +
-                 (double)usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
-    snprintf(json, sizeof json,
-             "{\"exit_code\": %d, \"signal\": %s, \"cpu_time_seconds\": %.6f, "
-             "\"peak_memory_bytes\": %ld, \"oom_kills\": %s, \"damage\": %s}",
-             code, signal_number, cpu, usage.ru_maxrss * 1024L, kills, damaged);
-    trailer(json);
+    report("run", status, &usage, oom_before, found);
     if (damage != NULL) *damage = found;
-    return code;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 /* Reads the magic of the next frame; 1 on a clean end of stdin before it (the owner closed
@@ -529,7 +625,7 @@ static int read_magic(const char *expected) {
 }
 
 /* Batch mode: programs one after another until stdin ends (0) or one damages the sandbox. */
-static int run_batch(char **command) {
+static int run_batch(void) {
     if (getpid() != 1) { /* the reset kills every process it can signal */
         say("assay: batch mode runs only as a sandbox's PID 1\n");
         return SETUP_FAILED;
@@ -541,7 +637,7 @@ static int run_batch(char **command) {
         int stdin_fd = read_stdin_file();
         if (stdin_fd < 0) return SETUP_FAILED;
         const char *damage = NULL;
-        run_program(command, stdin_fd, &damage);
+        run_program(stdin_fd, &damage);
         if (damage != NULL) return SETUP_FAILED; /* the engine replaces this sandbox */
         int next = read_magic(BATCH_MAGIC);
         if (next != 0) return next > 0 ? 0 : SETUP_FAILED; /* 0: the engine closed the batch */
@@ -549,8 +645,8 @@ static int run_batch(char **command) {
 }
 
 int main(int argc, char **argv) {
-    static char *fallback[] = {"python3", "main.py", NULL};
-    char **command = argc > 1 ? argv + 1 : fallback;
+    (void)argc;
+    (void)argv;
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     observe_sandbox();
     sigset_t chld;
@@ -571,7 +667,7 @@ int main(int argc, char **argv) {
         say("assay: bad sandbox header\n");
         return SETUP_FAILED;
     }
-    if (memcmp(magic, BATCH_MAGIC, MAGIC_SIZE) == 0) return run_batch(command);
+    if (memcmp(magic, BATCH_MAGIC, MAGIC_SIZE) == 0) return run_batch();
     if (memcmp(magic, SINGLE_MAGIC, MAGIC_SIZE) != 0) {
         say("assay: bad sandbox header\n");
         return SETUP_FAILED;
@@ -579,5 +675,5 @@ int main(int argc, char **argv) {
     if (read_header() != 0) return SETUP_FAILED;
     int stdin_fd = read_stdin_file();
     if (stdin_fd < 0) return SETUP_FAILED;
-    return run_program(command, stdin_fd, NULL);
+    return run_program(stdin_fd, NULL);
 }

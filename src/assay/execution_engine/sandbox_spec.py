@@ -16,7 +16,6 @@ from typing import Any
 
 from assay.config import ExecutionSettings
 from assay.execution_engine.isolation import Isolation
-from assay.execution_engine.models import MAIN_FILE
 
 __all__ = [
     "INIT_PATH",
@@ -95,7 +94,8 @@ def sandbox_spec(
         "NetworkMode": "none",
         "ReadonlyRootfs": True,
         "Tmpfs": {
-            WORKDIR: f"rw,nosuid,nodev,size={settings.workspace_size_mb}m,"
+            # exec: a compiled program runs from here (Docker's tmpfs default is noexec).
+            WORKDIR: f"rw,exec,nosuid,nodev,size={settings.workspace_size_mb}m,"
             f"uid={uid},gid={uid},mode=0700",
             "/tmp": f"rw,nosuid,nodev,noexec,size={settings.tmp_size_mb}m,mode=1777",  # noqa: S108
         },
@@ -128,7 +128,8 @@ def sandbox_spec(
     environment = {**SANDBOX_ENV, **isolation.expectations()}
     config: dict[str, Any] = {
         "Image": settings.image,
-        "Cmd": [INIT_PATH, "python3", MAIN_FILE],
+        # The commands (compile, run) come with the program, in its frame.
+        "Cmd": [INIT_PATH],
         "User": f"{uid}:{uid}",
         # Seen inside as the hostname: `docker ps` and the program name the same sandbox
         # (under gVisor nothing else inside says which it is).

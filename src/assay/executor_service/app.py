@@ -46,6 +46,7 @@ from assay.execution_engine.protocol import (
     EXECUTION_ID_HEADER,
     EXECUTIONS_PATH,
     HEALTH_PATH,
+    LANGUAGES_PATH,
     POOL_PATH,
     STREAM_PATH,
     error_line,
@@ -320,6 +321,10 @@ def _add_status_routes(app: FastAPI, slots: _Slots, health: _Health) -> None:
     @app.get(POOL_PATH)
     async def pool() -> dict[str, list[dict[str, Any]]]:
         return {"pools": [dataclasses.asdict(stats) for stats in await engine.pool_stats()]}
+
+    @app.get(LANGUAGES_PATH)
+    async def languages() -> dict[str, list[dict[str, Any]]]:
+        return {"languages": [dataclasses.asdict(info) for info in await engine.languages()]}
 
     @app.get(HEALTH_PATH)
     async def healthz() -> JSONResponse:
