@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from assay import __version__
-from assay.cli_format import verdict_line
+from assay.cli_format import add_program_options, program_fields, verdict_line
 from assay.config import Settings
 from assay.errors import AssayError
 from assay.execution_engine import EngineHealth, ExecutionRequest, ExecutionResult
@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     run = commands.add_parser("run", help="run a program once in a fresh sandbox")
-    run.add_argument("file", type=Path, help="Python source file")
+    run.add_argument("file", type=Path, help="source file (its ending names the language)")
     run.add_argument("--stdin", type=Path, help="file fed to the program's standard input")
     run.add_argument("--timeout", type=float, help="wall-clock limit in seconds")
     run.add_argument("--memory", type=int, help="memory limit in MB")
@@ -70,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="extra file copied into the working directory (repeatable)",
     )
+    add_program_options(run)
     run.add_argument("--json", action="store_true", help="print the result as one JSON object")
     run.set_defaults(handler=_run)
 
@@ -79,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--base-image", help="start from this local image (e.g. python:3.12-slim)")
     build.add_argument("--mirror", help="Debian mirror for debootstrap (default: the host's apt)")
     build.add_argument("--suite", help="Debian suite for debootstrap (default: the host's)")
+    build.add_argument(
+        "--wheelhouse",
+        type=Path,
+        help="directory of wheels the recipes' `wheels` are installed from (offline)",
+    )
     build.add_argument(
         "--if-missing", action="store_true", help="do nothing if the current image exists"
     )
@@ -103,8 +109,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"assay: cannot read input: {exc}", file=sys.stderr)
         return EXIT_ERROR
     try:
+        program = program_fields(args, args.file)
+    except ValueError as exc:
+        print(f"assay: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
         request = ExecutionRequest(
             code=code,
+            **program,
             stdin=stdin,
             timeout_seconds=args.timeout,
             memory_mb=args.memory,
@@ -119,6 +131,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(result.model_dump_json())
     else:
+        if result.compile_output and result.status == "compile_error":
+            sys.stderr.write(result.compile_output)
         sys.stdout.write(result.stdout)
         sys.stdout.flush()
         sys.stderr.write(result.stderr)
@@ -146,6 +160,7 @@ def _image_build(args: argparse.Namespace, settings: Settings) -> int:
         base_image=args.base_image,
         mirror=args.mirror,
         suite=args.suite,
+        wheelhouse=args.wheelhouse,
         log=lambda line: print(line, flush=True),
     )
     print(f"built sandbox image {name}")

@@ -7,9 +7,10 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from assay.api.schemas import EvaluationOut
-from assay.cli_format import verdict_line
+from assay.cli_format import add_program_options, program_fields, verdict_line
 from assay.client import DEFAULT_URL, AssayClient
 from assay.config import Settings
 from assay.storage import TERMINAL_EVENTS, EventType
@@ -32,8 +33,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=Path,
         nargs="+",
         metavar="FILE",
-        help="Python source file(s); several: a batch",
+        help="source file(s), their endings naming the language; several: a batch",
     )
+    add_program_options(submit)
     submit.add_argument(
         "--isolation",
         choices=["evaluation", "batch"],
@@ -109,12 +111,18 @@ def _submit(args: argparse.Namespace, _settings: Settings) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         print(f"assay: cannot read input: {exc}", file=sys.stderr)
         return 2
+    try:
+        programs = [program_fields(args, path) for path in args.files]
+    except ValueError as exc:
+        print(f"assay: {exc}", file=sys.stderr)
+        return 2
     limits = {"timeout_seconds": args.timeout, "memory_mb": args.memory, "cpus": args.cpus}
     if len(codes) > 1 or args.isolation == "batch":
-        return _submit_batch(args, codes, stdin, limits)
+        return _submit_batch(args, codes, programs, stdin, limits)
     with _client(args) as client:
         evaluation = client.submit(
             codes[0],
+            **programs[0],
             stdin=stdin,
             labels=_labels(args.label) or None,
             priority=args.priority or None,
@@ -130,7 +138,11 @@ def _submit(args: argparse.Namespace, _settings: Settings) -> int:
 
 
 def _submit_batch(
-    args: argparse.Namespace, codes: list[str], stdin: str | None, limits: dict[str, object]
+    args: argparse.Namespace,
+    codes: list[str],
+    programs: list[dict[str, Any]],
+    stdin: str | None,
+    limits: dict[str, object],
 ) -> int:
     """One batch, each file labelled ``file=<name>``; with --wait, a verdict line per file."""
     common = {key: value for key, value in limits.items() if value is not None}
@@ -140,8 +152,8 @@ def _submit_batch(
         common["priority"] = args.priority
     labels = _labels(args.label)
     bodies = [
-        {"code": code, "labels": {**labels, "file": path.name}, **common}
-        for path, code in zip(args.files, codes, strict=True)
+        {"code": code, "labels": {**labels, "file": path.name}, **program, **common}
+        for path, code, program in zip(args.files, codes, programs, strict=True)
     ]
     with _client(args) as client:
         created = client.submit_batch(bodies, isolation=args.isolation)

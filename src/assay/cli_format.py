@@ -1,11 +1,63 @@
-"""How the command line shows a verdict, for a local result or a stored evaluation alike."""
+"""How the command line shows a verdict, for a local result or a stored evaluation alike;
+and the program options that ``assay run`` and ``assay submit`` share."""
 
 from __future__ import annotations
 
+import argparse
 import enum
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
-__all__ = ["verdict_line"]
+from assay.execution_engine import load_languages
+
+__all__ = ["add_program_options", "program_fields", "verdict_line"]
+
+
+def add_program_options(parser: argparse.ArgumentParser) -> None:
+    """--language, --compiler-option and --arg."""
+    parser.add_argument(
+        "--language",
+        help="the program's language (default: from the file name's ending, e.g. .c, .rs)",
+    )
+    parser.add_argument(
+        "--compiler-option",
+        dest="compiler_options",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="passed to the compiler (repeatable; --compiler-option=-O2)",
+    )
+    parser.add_argument(
+        "--arg",
+        dest="program_args",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="passed to the program (repeatable)",
+    )
+
+
+def program_fields(args: argparse.Namespace, path: Path) -> dict[str, Any]:
+    """The request's language (given, or inferred from ``path``), compiler options and
+    arguments; only what is set.
+
+    Raises:
+        ValueError: no --language, and ``path``'s ending names no known language.
+    """
+    language = args.language
+    if language is None:
+        recipe = load_languages().by_extension(path.name)
+        if recipe is None:
+            raise ValueError(
+                f"cannot tell the language of {path.name} from its name; pass --language"
+            )
+        language = recipe.name
+    fields: dict[str, Any] = {"language": language}
+    if args.compiler_options:
+        fields["compiler_options"] = list(args.compiler_options)
+    if args.program_args:
+        fields["args"] = list(args.program_args)
+    return fields
 
 
 class Verdict(Protocol):

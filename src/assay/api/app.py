@@ -11,7 +11,7 @@ from assay import __version__
 from assay.api.body_limit import BodyLimitMiddleware
 from assay.api.deps import require_api_key
 from assay.api.errors import install_error_handlers
-from assay.api.routes import evaluations, health, queue, stream
+from assay.api.routes import evaluations, health, languages, queue, stream
 from assay.config import Settings
 from assay.web_frontend import STATIC_DIR
 
@@ -29,6 +29,7 @@ def create_api(settings: Settings, *, lifespan: Lifespan[FastAPI]) -> FastAPI:
     install_error_handlers(app)
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_key)])
     api.include_router(evaluations.router)
+    api.include_router(languages.router)
     api.include_router(queue.router)
     api.include_router(stream.router)
     app.include_router(api)

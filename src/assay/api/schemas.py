@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
@@ -52,8 +52,24 @@ class EvaluationCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    code: StoredText = Field(description="Python source, run as main.py. No NUL.")
-    language: Literal["python"] = "python"
+    code: StoredText = Field(
+        description="Source of the program, stored under its language's file name. No NUL."
+    )
+    language: Annotated[str, StringConstraints(min_length=1, max_length=32)] = Field(
+        default="python", description="One of GET /api/v1/languages."
+    )
+    compiler_options: list[Annotated[str, NoNul]] = Field(
+        default_factory=list, description="Arguments for the compiler (compiled languages)."
+    )
+    args: list[Annotated[str, NoNul]] = Field(
+        default_factory=list, description="Arguments for the program."
+    )
+    compile_timeout_seconds: float | None = Field(
+        default=None, description="Wall-clock limit of the compilation."
+    )
+    compile_memory_mb: int | None = Field(
+        default=None, description="Memory limit of the compilation (runc only; see docs)."
+    )
     stdin: StoredText = Field(default="", description="Standard input (UTF-8). No NUL.")
     timeout_seconds: float | None = Field(default=None, description="Wall-clock limit.")
     memory_mb: int | None = Field(default=None, description="Memory limit, no swap.")
@@ -69,6 +85,10 @@ class EvaluationCreate(BaseModel):
         return ExecutionRequest(
             code=self.code,
             language=self.language,
+            compiler_options=tuple(self.compiler_options),
+            args=tuple(self.args),
+            compile_timeout_seconds=self.compile_timeout_seconds,
+            compile_memory_mb=self.compile_memory_mb,
             stdin=self.stdin,
             timeout_seconds=self.timeout_seconds,
             memory_mb=self.memory_mb,
@@ -101,6 +121,10 @@ class RequestOut(BaseModel):
     cpus: float | None
     output_limit_bytes: int | None
     files: dict[str, str]
+    compiler_options: list[str] = []
+    args: list[str] = []
+    compile_timeout_seconds: float | None = None
+    compile_memory_mb: int | None = None
 
 
 class EvaluationOut(BaseModel):
@@ -133,6 +157,13 @@ class EvaluationOut(BaseModel):
     cpu_time_seconds: float | None = None
     peak_memory_bytes: int | None = None
     error: str | None = None
+    compile_output: str | None = Field(
+        default=None, description="What the compiler wrote (compiled languages)."
+    )
+    compile_output_truncated: bool = False
+    compile_duration_seconds: float | None = Field(
+        default=None, description="Wall time of the compilation; duration_seconds is the run's."
+    )
     request: RequestOut | None = Field(
         default=None, description="The submitted program and limits (omitted in lists)."
     )
@@ -220,6 +251,24 @@ class QueueOut(BaseModel):
     max_queued: int
     counts: dict[EvaluationStatus, int]
     pool: list[PoolOut] = Field(description="Warm pools of the execution engine(s).")
+
+
+class LanguageOut(BaseModel):
+    """A language programs may be written in."""
+
+    name: str = Field(description="What a request's `language` says.")
+    title: str
+    version: str | None = Field(description="The toolchain's version, measured in its image.")
+    source_file: str = Field(
+        description="The file the program is stored as ({entry}: named after its class)."
+    )
+    compiled: bool
+    extensions: list[str] = Field(description="File name endings `assay run` infers it from.")
+    example: str = Field(description="A program that prints a greeting.")
+
+
+class LanguageList(BaseModel):
+    languages: list[LanguageOut]
 
 
 class ErrorDetail(BaseModel):

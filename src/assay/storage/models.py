@@ -46,6 +46,8 @@ class EvaluationRow(Base):
     memory_mb: Mapped[int | None] = mapped_column(Integer)
     cpus: Mapped[float | None] = mapped_column(Float)
     output_limit_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    #: The request's compiler_options, args and compile limits, those it gave.
+    program: Mapped[dict[str, Any]] = mapped_column(default=dict)
     labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     request_hash: Mapped[str] = mapped_column(String(64))
@@ -60,6 +62,11 @@ class EvaluationRow(Base):
     cpu_time_seconds: Mapped[float | None] = mapped_column(Float)
     peak_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
     error: Mapped[str | None] = mapped_column(Text)
+    compile_output: Mapped[str | None] = mapped_column(Text)
+    compile_output_truncated: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default="0"
+    )
+    compile_duration_seconds: Mapped[float | None] = mapped_column(Float)
 
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]

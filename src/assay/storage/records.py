@@ -35,6 +35,7 @@ class EvaluationStatus(enum.StrEnum):
     TIMEOUT = "timeout"
     OOM = "oom"
     OUTPUT_LIMIT = "output_limit"
+    COMPILE_ERROR = "compile_error"
     ERROR = "error"
     CANCELLED = "cancelled"
 
@@ -104,6 +105,9 @@ class Outcome:
     cpu_time_seconds: float | None = None
     peak_memory_bytes: int | None = None
     error: str | None = None
+    compile_output: str | None = None
+    compile_output_truncated: bool = False
+    compile_duration_seconds: float | None = None
 
     @classmethod
     def of(cls, result: ExecutionResult) -> Outcome:

@@ -230,6 +230,7 @@ class SqlStorage(Storage):
                     memory_mb=request.memory_mb,
                     cpus=request.cpus,
                     output_limit_bytes=request.output_limit_bytes,
+                    program=_program(request),
                     labels=dict(item.labels),
                     idempotency_key=item.idempotency_key,
                     request_hash=digest,
@@ -602,6 +603,15 @@ def _take_back(
     return requeued, ended
 
 
+#: The request's fields kept in the ``program`` column, when given.
+_PROGRAM_FIELDS = ("compiler_options", "args", "compile_timeout_seconds", "compile_memory_mb")
+
+
+def _program(request: ExecutionRequest) -> dict[str, Any]:
+    given = request.model_dump(include=set(_PROGRAM_FIELDS), mode="json")
+    return {key: value for key, value in given.items() if value not in (None, [], ())}
+
+
 def _evaluation(row: EvaluationRow) -> Evaluation:
     status = EvaluationStatus(row.status)
     outcome = None
@@ -622,6 +632,7 @@ def _evaluation(row: EvaluationRow) -> Evaluation:
                 "cpus": row.cpus,
                 "output_limit_bytes": row.output_limit_bytes,
                 "files": dict(row.files),
+                **(row.program or {}),
             }
         ),
         labels=dict(row.labels),
