@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -31,6 +32,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
+NO_VALUE = "\u2013"  # what the detail view shows for a fact it has no value for
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--headless",
@@ -192,7 +194,18 @@ def test_narrow_screen_in_the_dark_theme(live: Live, browser: Browser) -> None:
     expect(narrow.locator("#run")).to_be_visible()
     width = narrow.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the page scrolls sideways on a phone ({width}px)"
-    controls = ("#code", "#stdin", "#timeout", "#memory", "#runs", "#isolation", "#filter-status")
+    controls = (
+        "#language",
+        "#code",
+        "#stdin",
+        "#compiler-options",
+        "#args",
+        "#timeout",
+        "#memory",
+        "#runs",
+        "#isolation",
+        "#filter-status",
+    )
     for control in controls:
         assert narrow.locator(control).evaluate(
             "e => Boolean(e.labels?.length || e.getAttribute('aria-label'))"
@@ -264,6 +277,114 @@ def test_upload_several_files_as_one_batch(live: Live, page: Page, tmp_path: Pat
     listed = httpx.get(f"{live.url}/api/v1/evaluations", params={"limit": 3}).json()["items"]
     assert {e["isolation"] for e in listed} == {"batch"}
     assert len({e["batch_id"] for e in listed}) == 1
+
+
+def shown_evaluation(live: Live, page: Page) -> dict[str, Any]:
+    """The evaluation the detail view shows, as the API has it."""
+    evaluation_id = page.url.rsplit("/", 1)[-1]
+    return httpx.get(f"{live.url}/api/v1/evaluations/{evaluation_id}").json()
+
+
+def test_the_language_selector_loads_each_languages_example(live: Live, page: Page) -> None:
+    languages = httpx.get(f"{live.url}/api/v1/languages").json()["languages"]
+    labels = {
+        language["name"]: " ".join(filter(None, (language["title"], language["version"])))
+        for language in languages
+    }
+    examples = {language["name"]: language["example"] for language in languages}
+    page.goto(live.url)
+    expect(page.locator("#language option")).to_have_text(list(labels.values()))
+    expect(page.locator("#language")).to_have_value("python")
+    expect(page.locator("#compiler-options")).to_be_disabled()
+    page.select_option("#language", label=labels["c"])
+    expect(page.locator("#code")).to_have_value(examples["c"])
+    expect(page.locator("#code")).to_have_attribute("aria-label", re.compile(r"^C \(gcc\) code"))
+    expect(page.locator("#compiler-options")).to_be_enabled()
+    page.click("#run")
+    expect(page.locator("#d-status")).to_have_text("completed", timeout=30_000)
+    expect(page.locator("#d-stdout")).to_have_text("Hello, world!\n")
+    expect(page.locator("#d-language")).to_have_text("C (gcc)")
+    expect(page.locator("#d-compile-duration")).to_have_text(re.compile(r"\d+(\.\d+)? m?s$"))
+    expect(page.locator("#d-compile-block")).to_be_hidden()  # gcc wrote nothing
+    assert shown_evaluation(live, page)["request"]["language"] == "c"
+    # An example gives way to the next language's; the user's own code never does.
+    page.select_option("#language", "rust")
+    expect(page.locator("#code")).to_have_value(examples["rust"])
+    type_program(page, 'fn main() { println!("mine"); }\n')
+    page.select_option("#language", "go")
+    expect(page.locator("#code")).to_have_value('fn main() { println!("mine"); }\n')
+    shot(page, "language-c")
+
+
+def test_a_compile_error_shows_the_compilers_message(live: Live, page: Page) -> None:
+    probe = '<b>bold</b><img src=x onerror="window.__pwned = 1">'
+    page.goto(live.url)
+    page.select_option("#language", "c")
+    type_program(page, f"int main(void) {{\n    return 0 /* {probe} */\n}}\n")
+    page.fill("#compiler-options", "-Wall  -O1")
+    page.click("#run")
+    expect(page.locator("#d-status")).to_have_text("compile error", timeout=30_000)
+    expect(page.locator("#d-status")).to_have_class("badge compile_error")
+    block = page.locator("#d-compile-block")
+    expect(block).to_be_visible()
+    expect(block.locator("h3")).to_contain_text("Compiler output")
+    expect(page.locator("#d-compile")).to_contain_text("main.c:2")
+    expect(page.locator("#d-compile")).to_contain_text("error:")
+    expect(page.locator("#d-compile")).to_contain_text(probe)  # gcc quotes the line
+    assert page.locator("#d-compile *").count() == 0
+    assert page.evaluate("window.__pwned") is None
+    expect(page.locator("#d-duration")).to_have_text(NO_VALUE)  # it never ran
+    expect(page.locator("#d-compile-duration")).not_to_have_text(NO_VALUE)
+    evaluation = shown_evaluation(live, page)
+    assert evaluation["status"] == "compile_error"
+    assert evaluation["request"]["compiler_options"] == ["-Wall", "-O1"]
+    row = page.locator(f'#evaluations a[data-id="{evaluation["id"]}"]')
+    expect(row.locator(".badge")).to_have_text("compile error")
+    shot(page, "compile-error")
+
+
+def test_program_arguments_reach_the_program(live: Live, page: Page) -> None:
+    page.goto(live.url)
+    page.select_option("#language", "c")
+    page.fill("#compiler-options", "-O2")  # not for bash: not sent
+    page.select_option("#language", "bash")
+    expect(page.locator("#compiler-options")).to_be_disabled()
+    type_program(page, 'echo "$@"\nprintf "[%s]\\n" "$@"\n')
+    page.fill("#args", "  one two\tthree ")
+    page.click("#run")
+    expect(page.locator("#d-status")).to_have_text("completed", timeout=30_000)
+    expect(page.locator("#d-stdout")).to_have_text("one two three\n[one]\n[two]\n[three]\n")
+    expect(page.locator("#d-compile-block")).to_be_hidden()
+    request = shown_evaluation(live, page)["request"]
+    assert (request["language"], request["args"]) == ("bash", ["one", "two", "three"])
+    assert request["compiler_options"] == []
+
+
+def test_uploaded_files_run_in_the_language_of_their_names(
+    live: Live, page: Page, tmp_path: Path
+) -> None:
+    programs = {
+        "greet.sh": ('echo "bash says $1"\n', "bash"),
+        "greet.c": (
+            '#include <stdio.h>\nint main(int c, char **v) { printf("c says %s\\n", v[1]); }\n',
+            "c",
+        ),
+        "greet.txt": ("import sys\nprint('python says', sys.argv[1])\n", "python"),  # no match
+    }
+    for name, (code, _) in programs.items():
+        (tmp_path / name).write_text(code)
+    page.goto(live.url)
+    expect(page.locator("#language option")).not_to_have_count(1)
+    page.fill("#args", "hi")
+    page.set_input_files("#files", [str(tmp_path / name) for name in programs])
+    expect(page.locator("#submit-status")).to_have_text("Queued 3 evaluations.", timeout=10_000)
+    for name, (_, language) in programs.items():
+        row = page.locator(f'#evaluations a:has-text("file={name}")')
+        expect(row.locator(".badge")).to_have_text("completed", timeout=30_000)
+        evaluation_id = row.get_attribute("data-id")
+        evaluation = httpx.get(f"{live.url}/api/v1/evaluations/{evaluation_id}").json()
+        assert evaluation["request"]["language"] == language
+        assert evaluation["stdout"] == f"{language} says hi\n"
 
 
 def test_the_page_asks_for_an_api_key_when_the_server_needs_one(

@@ -4,7 +4,7 @@
 "use strict";
 
 const API = "/api/v1";
-const TERMINAL = new Set(["completed", "failed", "timeout", "oom", "output_limit", "error", "cancelled"]);
+const TERMINAL = new Set(["completed", "failed", "timeout", "oom", "output_limit", "compile_error", "error", "cancelled"]);
 const PAGE = 25;
 const EXAMPLES = {
   hello: 'import platform\n\nprint(f"Hello from Python {platform.python_version()} in an Assay sandbox")\n',
@@ -26,6 +26,8 @@ const state = {
   detailAbort: null,
   finished: [], // [time ms, end-to-end seconds] of evaluations seen finishing
   totals: [], // [time ms, total terminal count] from /queue
+  languages: [], // from /languages
+  example: null, // the example the editor was last filled with: replaced on a language change
 };
 
 class ApiError extends Error {
@@ -99,21 +101,88 @@ function clock(iso) {
 function badge(status) { return el("span", { class: `badge ${status}`, text: status.replace("_", " ") }); }
 
 // ---- editor ---------------------------------------------------------------------------
-const KEYWORDS = new Set(("False None True and as assert async await break class continue def del elif else " +
-  "except finally for from global if import in is lambda match case nonlocal not or pass raise return try " +
-  "while with yield").split(" "));
-const TOKENS = /(#[^\n]*)|([rbfuRBFU]{0,2}(?:"""[\s\S]*?(?:"""|$)|'''[\s\S]*?(?:'''|$)|"(?:\\.|[^"\\\n])*"?|'(?:\\.|[^'\\\n])*'?))|(@[\w.]+)|(\b(?:0[xob][\da-fA-F_]+|\d[\d_]*(?:\.\d*)?(?:[eE][+-]?\d+)?j?)\b)|([A-Za-z_]\w*)(?=\s*\()|([A-Za-z_]\w*)/g;
+// A light highlighter: comments, strings, one "mark" (decorators, directives, variables),
+// numbers, calls and keywords, in each language's syntax. Its patterns hold no groups.
+const C_COMMENT = String.raw`\/\/[^\n]*|\/\*[\s\S]*?(?:\*\/|$)`;
+const DQ = String.raw`"(?:\\.|[^"\\\n])*"?`;
+const SQ = String.raw`'(?:\\.|[^'\\\n])*'?`;
+const TEMPLATE = String.raw`\x60(?:\\[\s\S]|[^\x60\\])*\x60?`;
+const C_WORDS = "auto break case char const continue default do double else enum extern float for goto if inline int " +
+  "long register restrict return short signed sizeof static struct switch typedef union unsigned void volatile while " +
+  "bool true false NULL";
+const JS_WORDS = "async await break case catch class const continue default delete do else export extends finally for " +
+  "from function if import in instanceof let new of return static super switch this throw try typeof var void while " +
+  "yield null undefined true false";
+const SYNTAX = {
+  python: {
+    comment: String.raw`#[^\n]*`,
+    string: String.raw`[rbfuRBFU]{0,2}(?:"""[\s\S]*?(?:"""|$)|'''[\s\S]*?(?:'''|$)|${DQ}|${SQ})`,
+    mark: String.raw`@[\w.]+`,
+    words: "False None True and as assert async await break class continue def del elif else except finally for " +
+      "from global if import in is lambda match case nonlocal not or pass raise return try while with yield",
+  },
+  c: { comment: C_COMMENT, string: `${DQ}|${SQ}`, mark: String.raw`#\s*[a-z]+`, words: C_WORDS },
+  cpp: {
+    comment: C_COMMENT, string: `${DQ}|${SQ}`, mark: String.raw`#\s*[a-z]+`,
+    words: C_WORDS + " class namespace template typename public private protected virtual override new delete this " +
+      "using try catch throw nullptr constexpr noexcept operator friend explicit std",
+  },
+  java: {
+    comment: C_COMMENT, string: String.raw`"""[\s\S]*?(?:"""|$)|${DQ}|${SQ}`, mark: String.raw`@\w+`,
+    words: "abstract boolean break byte case catch char class continue default do double else enum extends final " +
+      "finally float for if implements import instanceof int interface long new package private protected public " +
+      "record return short static super switch this throw throws try var void while null true false",
+  },
+  javascript: { comment: C_COMMENT, string: `${DQ}|${SQ}|${TEMPLATE}`, mark: String.raw`@\w+`, words: JS_WORDS },
+  typescript: {
+    comment: C_COMMENT, string: `${DQ}|${SQ}|${TEMPLATE}`, mark: String.raw`@\w+`,
+    words: JS_WORDS + " interface type enum implements private public protected readonly declare namespace abstract " +
+      "as keyof string number boolean any unknown never",
+  },
+  go: {
+    comment: C_COMMENT, string: String.raw`${DQ}|${SQ}|\x60[^\x60]*\x60?`, mark: "(?!)",
+    words: "break case chan const continue default defer else fallthrough for func go goto if import interface map " +
+      "package range return select struct switch type var nil true false",
+  },
+  rust: {
+    // A char literal is one character or escape in quotes: a lifetime ('a) is not one.
+    comment: C_COMMENT, string: String.raw`r#*"[\s\S]*?"#*|b?"(?:\\[\s\S]|[^"\\])*"?|b?'(?:\\[^'\n]{1,10}|[^'\\\n])'`,
+    mark: String.raw`#!?\[[^\]\n]*\]`,
+    words: "as async await break const continue crate dyn else enum extern false fn for if impl in let loop match mod " +
+      "move mut pub ref return self Self static struct super trait true type unsafe use where while",
+  },
+  bash: {
+    // A comment starts a word: $# and ${#name} are not comments.
+    comment: String.raw`(?<![^\s;|&(])#[^\n]*`, string: String.raw`"(?:\\[\s\S]|[^"\\])*"?|'[^']*'?`,
+    mark: String.raw`\$\{[^}\n]*\}|\$[\w@*#?$!-]`,
+    words: "if then else elif fi for while until do done case esac in function return local export readonly select",
+  },
+};
+const NUMBER = String.raw`\b(?:0[xXoObB][\da-fA-F_]+|\d[\d_]*(?:\.\d*)?(?:[eE][+-]?\d+)?)\w*`;
+const highlighters = new Map();
+function highlighter(language) {
+  if (!highlighters.has(language)) {
+    const syntax = SYNTAX[language] || SYNTAX.python;
+    highlighters.set(language, {
+      words: new Set(syntax.words.split(" ")),
+      tokens: new RegExp(`(${syntax.comment})|(${syntax.string})|(${syntax.mark})|(${NUMBER})|` +
+        String.raw`([A-Za-z_]\w*!?)(?=\s*\()|([A-Za-z_]\w*)`, "g"),
+    });
+  }
+  return highlighters.get(language);
+}
 
 function highlight() {
   const code = $("code").value;
+  const { words, tokens } = highlighter($("language").value);
   const fragment = document.createDocumentFragment();
   let last = 0;
-  for (const match of code.matchAll(TOKENS)) {
-    const [text, comment, string, decorator, number, call, word] = match;
+  for (const match of code.matchAll(tokens)) {
+    const [text, comment, string, mark, number, call, word] = match;
     let kind = null;
-    if (comment) kind = "com"; else if (string) kind = "str"; else if (decorator) kind = "dec";
-    else if (number) kind = "num"; else if (call) kind = KEYWORDS.has(call) ? "kw" : "fn";
-    else if (word && KEYWORDS.has(word)) kind = "kw";
+    if (comment) kind = "com"; else if (string) kind = "str"; else if (mark) kind = "dec";
+    else if (number) kind = "num"; else if (call) kind = words.has(call) ? "kw" : "fn";
+    else if (word && words.has(word)) kind = "kw";
     if (!kind) continue;
     fragment.append(code.slice(last, match.index), el("span", { class: `tok-${kind}`, text }));
     last = match.index + text.length;
@@ -131,9 +200,67 @@ function syncScroll() {
   $("gutter").scrollTop = area.scrollTop;
 }
 
+// ---- languages ------------------------------------------------------------------------
+const languageInfo = (name) => state.languages.find((language) => language.name === name);
+const languageTitle = (name) => languageInfo(name)?.title || name;
+const languageLabel = (language) => (language.version ? `${language.title} ${language.version}` : language.title);
+const splitWords = (text) => text.split(/\s+/).filter(Boolean);
+
+async function loadLanguages() {
+  let languages;
+  try {
+    ({ languages } = await api("/languages"));
+  } catch { return; } // the selector keeps Python, the server's default
+  if (!languages?.length) return;
+  state.languages = languages;
+  const select = $("language");
+  const before = select.value;
+  select.replaceChildren(...languages.map((language) => el("option", { value: language.name, text: languageLabel(language) })));
+  select.value = languageInfo(before) ? before : languageInfo("python") ? "python" : languages[0].name;
+  $("files").accept = [...languages.flatMap((language) => language.extensions), "text/plain"].join(",");
+  languageChanged(select.value !== before);
+}
+
+// The editor takes the new language's example unless it holds code of the user's own.
+function languageChanged(loadExample = true) {
+  const name = $("language").value;
+  const language = languageInfo(name);
+  const code = $("code");
+  if (loadExample && language?.example && (!code.value.trim() || code.value === state.example)) {
+    code.value = language.example;
+    state.example = language.example;
+  }
+  const options = $("compiler-options");
+  options.disabled = !language?.compiled;
+  options.title = options.disabled ? `${languageTitle(name)} is not compiled` : "";
+  code.setAttribute("aria-label", `${languageTitle(name)} code (Ctrl+Enter to run)`);
+  highlight();
+}
+
+// A file's language from its name's ending (the longest that matches), else the selector's.
+function languageOfFile(fileName) {
+  const lower = fileName.toLowerCase();
+  let best = null;
+  for (const language of state.languages) {
+    for (const extension of language.extensions) {
+      if (lower.endsWith(extension.toLowerCase()) && (!best || extension.length > best.length)) {
+        best = { name: language.name, length: extension.length };
+      }
+    }
+  }
+  return best ? best.name : $("language").value;
+}
+
 // ---- submitting -----------------------------------------------------------------------
-function submission(code) {
-  const body = { code };
+function submission(code, language = $("language").value) {
+  const body = { code, language };
+  // The compiler options are written for the selected language's compiler: other files go without.
+  const options = splitWords($("compiler-options").value);
+  if (options.length && !$("compiler-options").disabled && language === $("language").value) {
+    body.compiler_options = options;
+  }
+  const args = splitWords($("args").value);
+  if (args.length) body.args = args;
   const stdin = $("stdin").value;
   if (stdin) body.stdin = stdin;
   const timeout = parseFloat($("timeout").value);
@@ -179,7 +306,7 @@ function runFromEditor() {
 async function runFiles(files) {
   const bodies = [];
   for (const file of files) {
-    const body = submission(await file.text());
+    const body = submission(await file.text(), languageOfFile(file.name));
     body.labels = { ...(body.labels || {}), file: file.name.slice(0, 256) };
     bodies.push(body);
   }
@@ -241,7 +368,8 @@ function renderList() {
   const rows = state.order.map((id) => {
     const evaluation = state.items.get(id);
     const labels = Object.entries(evaluation.labels || {}).map(([k, v]) => el("span", { class: "label-chip", text: `${k}=${v}` }));
-    const duration = evaluation.duration_seconds != null ? seconds(evaluation.duration_seconds) : "";
+    const ran = evaluation.duration_seconds != null && evaluation.status !== "compile_error";
+    const duration = ran ? seconds(evaluation.duration_seconds) : "";
     const link = el("a", { href: `#/evaluations/${id}`, "data-id": id, "aria-current": String(id === state.selected) },
       badge(evaluation.status),
       el("span", { class: "ev-main" }, el("span", { class: "ev-id", text: shortId(id) }), ...labels),
@@ -293,7 +421,9 @@ function showFacts(evaluation) {
   $("d-status").replaceWith(Object.assign(badge(evaluation.status), { id: "d-status" }));
   $("d-exit").textContent = evaluation.exit_code ?? "–";
   $("d-signal").textContent = evaluation.signal ?? "–";
-  $("d-duration").textContent = seconds(evaluation.duration_seconds);
+  // A program that did not compile never ran: its run has no time.
+  $("d-duration").textContent = evaluation.status === "compile_error" ? "–" : seconds(evaluation.duration_seconds);
+  $("d-compile-duration").textContent = seconds(evaluation.compile_duration_seconds);
   $("d-cpu").textContent = seconds(evaluation.cpu_time_seconds);
   $("d-memory").textContent = bytes(evaluation.peak_memory_bytes);
   $("d-wait").textContent = seconds(since(evaluation.created_at, evaluation.started_at));
@@ -305,19 +435,27 @@ function showFacts(evaluation) {
     $("d-stdout").textContent = evaluation.stdout ?? $("d-stdout").textContent;
     $("d-stderr").textContent = evaluation.stderr ?? $("d-stderr").textContent;
   }
+  const failed = evaluation.status === "compile_error";
+  $("d-compile-block").hidden = !(evaluation.compile_output || failed);
+  $("d-compile").textContent = evaluation.compile_output || (failed ? "(the compiler wrote nothing)" : "");
+  $("d-compile").classList.toggle("failed", failed);
+  $("d-compile-trunc").hidden = !evaluation.compile_output_truncated;
   $("d-stdout-trunc").hidden = !evaluation.stdout_truncated;
   $("d-stderr-trunc").hidden = !evaluation.stderr_truncated;
   if (evaluation.request) {
     $("d-code").textContent = evaluation.request.code;
+    $("d-language").textContent = languageTitle(evaluation.request.language);
     $("d-curl").textContent = curlCommand(evaluation.request, evaluation.labels);
   }
 }
 
 function curlCommand(request, labels) {
-  const body = { code: request.code };
-  for (const field of ["stdin", "timeout_seconds", "memory_mb", "cpus", "output_limit_bytes"]) {
-    if (request[field] !== null && request[field] !== "") body[field] = request[field];
+  const body = { code: request.code, language: request.language };
+  for (const field of ["stdin", "timeout_seconds", "memory_mb", "cpus", "output_limit_bytes",
+    "compile_timeout_seconds", "compile_memory_mb"]) {
+    if (request[field] != null && request[field] !== "") body[field] = request[field];
   }
+  for (const field of ["compiler_options", "args"]) if (request[field]?.length) body[field] = request[field];
   if (Object.keys(request.files || {}).length) body.files = request.files;
   if (Object.keys(labels || {}).length) body.labels = labels;
   const auth = state.key ? `  -H "Authorization: Bearer $ASSAY_API_KEY" \\\n` : "";
@@ -343,7 +481,9 @@ async function openDetail(id) {
   renderList();
   $("detail").hidden = false;
   document.querySelector(".layout").classList.add("with-detail");
-  for (const node of ["d-stdout", "d-stderr", "d-events", "d-code", "d-curl"]) $(node).replaceChildren();
+  for (const node of ["d-stdout", "d-stderr", "d-compile", "d-events", "d-code", "d-curl"]) $(node).replaceChildren();
+  $("d-compile-block").hidden = true;
+  $("d-language").textContent = "–";
   let evaluation;
   try {
     evaluation = await api(`/evaluations/${id}`);
@@ -493,10 +633,13 @@ function setup() {
     const name = event.target.value;
     if (!name) return;
     code.value = EXAMPLES[name];
+    state.example = EXAMPLES[name];
     $("stdin").value = EXAMPLE_STDIN[name] || "";
-    highlight();
+    if (languageInfo("python") || !state.languages.length) $("language").value = "python"; // Python programs
+    languageChanged(false);
     event.target.value = "";
   });
+  $("language").addEventListener("change", () => languageChanged());
   $("run").addEventListener("click", runFromEditor);
   $("files").addEventListener("change", (event) => runFiles([...event.target.files]));
   $("filter-status").addEventListener("change", () => loadList());
@@ -522,12 +665,15 @@ function setup() {
     if (action === "clear") state.key = "";
     if (action === "save" || action === "clear") {
       if (state.key) localStorage.setItem("assay.apiKey", state.key); else localStorage.removeItem("assay.apiKey");
+      loadLanguages();
       loadList();
       watchAll();
     }
   });
   window.addEventListener("hashchange", route);
-  highlight();
+  state.example = code.value;
+  languageChanged(false);
+  loadLanguages();
   loadList();
   watchAll();
   pollQueue();
