@@ -45,6 +45,7 @@ bench: bootstrap
 	$(BIN)/python bench/batch_isolation.py
 	$(BIN)/python bench/scale_out.py
 	$(BIN)/python bench/runtimes.py
+	$(BIN)/python bench/languages.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache test-artifacts
