@@ -20,6 +20,8 @@ from assay.api.schemas import (
     EvaluationOut,
     EventOut,
     Isolation,
+    LanguageList,
+    LanguageOut,
     QueueOut,
 )
 from assay.errors import AssayError, ServerUnreachableError, error_from_code
@@ -28,7 +30,6 @@ __all__ = ["DEFAULT_URL", "AssayClient", "AsyncAssayClient"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 _PREFIX = "/api/v1"
-_TERMINAL = {"completed", "failed", "timeout", "oom", "output_limit", "error", "cancelled"}
 _MAX_WAIT_PER_CALL = 30.0
 
 
@@ -139,8 +140,9 @@ class AssayClient:
         wait: float | None = None,
         **fields: Any,
     ) -> EvaluationOut:
-        """Queue one evaluation; ``fields``: stdin, timeout_seconds, memory_mb, cpus,
-        output_limit_bytes, files, labels, priority."""
+        """Queue one evaluation; ``fields``: language, compiler_options, args, stdin,
+        timeout_seconds, memory_mb, cpus, output_limit_bytes, compile_timeout_seconds,
+        compile_memory_mb, files, labels, priority."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         params = {"wait": wait} if wait else {}
         response = self._send(
@@ -167,6 +169,11 @@ class AssayClient:
         response = self._send("POST", f"{_PREFIX}/evaluations/batch", json=body, headers=headers)
         return BatchOut.model_validate(_check(response).json()).evaluations
 
+    def languages(self) -> list[LanguageOut]:
+        """The languages the server runs, with their versions (``GET /api/v1/languages``)."""
+        response = self._send("GET", f"{_PREFIX}/languages")
+        return LanguageList.model_validate(_check(response).json()).languages
+
     def get(self, evaluation_id: str, *, wait: float | None = None) -> EvaluationOut:
         params = {"wait": wait} if wait else {}
         response = self._send(
@@ -180,7 +187,7 @@ class AssayClient:
         while True:
             remaining = _MAX_WAIT_PER_CALL if deadline is None else deadline - time.monotonic()
             evaluation = self.get(evaluation_id, wait=max(0.0, min(remaining, _MAX_WAIT_PER_CALL)))
-            if evaluation.status in _TERMINAL or (deadline and time.monotonic() >= deadline):
+            if evaluation.status.terminal or (deadline and time.monotonic() >= deadline):
                 return evaluation
 
     def list(
@@ -295,6 +302,11 @@ class AsyncAssayClient:
         )
         return BatchOut.model_validate(_check(response).json()).evaluations
 
+    async def languages(self) -> list[LanguageOut]:
+        """The languages the server runs, with their versions (``GET /api/v1/languages``)."""
+        response = await self._send("GET", f"{_PREFIX}/languages")
+        return LanguageList.model_validate(_check(response).json()).languages
+
     async def get(self, evaluation_id: str, *, wait: float | None = None) -> EvaluationOut:
         params = {"wait": wait} if wait else {}
         response = await self._send(
@@ -309,7 +321,7 @@ class AsyncAssayClient:
             evaluation = await self.get(
                 evaluation_id, wait=max(0.0, min(remaining, _MAX_WAIT_PER_CALL))
             )
-            if evaluation.status in _TERMINAL or (deadline and time.monotonic() >= deadline):
+            if evaluation.status.terminal or (deadline and time.monotonic() >= deadline):
                 return evaluation
 
     async def list(

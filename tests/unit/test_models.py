@@ -176,10 +176,14 @@ def test_bad_program_fields_are_refused_naming_the_field(
 
 def test_compile_limits_default_per_language_within_the_maxima() -> None:
     rust = resolve_request(ExecutionRequest(code="x", language="rust"), SETTINGS)
-    assert (rust.compile_timeout_seconds, rust.compile_memory_mb) == (30.0, 1024)
-    capped = ExecutionSettings(max_compile_timeout_seconds=5, max_compile_memory_mb=600)
+    assert (rust.compile_timeout_seconds, rust.compile_memory_mb) == (30.0, 256)
+    big = resolve_request(ExecutionRequest(code="x", language="rust", memory_mb=1000), SETTINGS)
+    assert big.compile_memory_mb == 1000, "the program's limit when it is the larger"
+    small = resolve_request(ExecutionRequest(code="x", language="rust", memory_mb=64), SETTINGS)
+    assert small.compile_memory_mb == 256, "the language's floor when that is the larger"
+    capped = ExecutionSettings(max_compile_timeout_seconds=5, max_compile_memory_mb=200)
     rust = resolve_request(ExecutionRequest(code="x", language="rust"), capped)
-    assert (rust.compile_timeout_seconds, rust.compile_memory_mb) == (5.0, 600)
+    assert (rust.compile_timeout_seconds, rust.compile_memory_mb) == (5.0, 200)
 
 
 def test_settings_refuse_defaults_above_their_maxima() -> None:

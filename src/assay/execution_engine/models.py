@@ -179,6 +179,9 @@ def resolve_request(request: ExecutionRequest, settings: ExecutionSettings) -> R
             if request.compile_timeout_seconds is not None
             else "compile_memory_mb",
         )
+    memory_mb = int(
+        _limit("memory_mb", request.memory_mb, settings.default_memory_mb, settings.max_memory_mb)
+    )
     return ResolvedRequest(
         code=request.code,
         language=recipe.name,
@@ -189,11 +192,7 @@ def resolve_request(request: ExecutionRequest, settings: ExecutionSettings) -> R
             settings.default_timeout_seconds,
             settings.max_timeout_seconds,
         ),
-        memory_mb=int(
-            _limit(
-                "memory_mb", request.memory_mb, settings.default_memory_mb, settings.max_memory_mb
-            )
-        ),
+        memory_mb=memory_mb,
         cpus=_limit("cpus", request.cpus, settings.default_cpus, settings.max_cpus),
         output_limit_bytes=int(
             _limit(
@@ -215,7 +214,7 @@ def resolve_request(request: ExecutionRequest, settings: ExecutionSettings) -> R
             _limit(
                 "compile_memory_mb",
                 request.compile_memory_mb,
-                min(recipe.compile_memory_mb, settings.max_compile_memory_mb),
+                min(max(recipe.compile_memory_mb, memory_mb), settings.max_compile_memory_mb),
                 settings.max_compile_memory_mb,
             )
         ),
