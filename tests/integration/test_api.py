@@ -38,6 +38,41 @@ async def raw(server: RunningServer, method: str, path: str, **kwargs: object) -
         return await http.request(method, path, **kwargs)  # type: ignore[arg-type]
 
 
+async def test_languages_and_a_compiled_program_through_the_api(server: RunningServer) -> None:
+    """GET /api/v1/languages lists what the image has; a C program with options and
+    arguments runs, a broken one is compile_error with the compiler's words, both kept."""
+    async with server.client() as client:
+        languages = {language.name: language for language in await client.languages()}
+        assert {"python", "c", "java", "rust", "go"} <= set(languages)
+        assert languages["c"].compiled and not languages["python"].compiled
+        assert languages["c"].version and languages["c"].version[0].isdigit()
+        code = '#include <stdio.h>\nint main(int c, char **v) { printf("%s %d\\n", v[1], N); }'
+        ran = await client.submit(
+            code, language="c", compiler_options=["-DN=42"], args=["answer"], wait=60
+        )
+        assert (ran.status, ran.stdout) == ("completed", "answer 42\n")
+        assert ran.compile_duration_seconds and ran.compile_output == ""
+        broken = await client.submit("int main(void) { return x; }", language="c", wait=60)
+        assert broken.status == "compile_error"
+        assert "x’ undeclared" in (broken.compile_output or "")
+        again = await client.get(broken.id)
+    assert again.compile_output == broken.compile_output, "kept in storage"
+    assert again.request is not None and again.request.language == "c"
+    kept = await client_request(server, ran.id)
+    assert (kept["compiler_options"], kept["args"]) == (["-DN=42"], ["answer"])
+    refused = await raw(
+        server, "POST", "/api/v1/evaluations", json={"code": "x", "language": "cobol"}
+    )
+    assert refused.status_code == 422
+    assert refused.json()["error"]["code"] == "invalid_request"
+    assert "cobol" in refused.json()["error"]["message"]
+
+
+async def client_request(server: RunningServer, evaluation_id: str) -> dict[str, object]:
+    response = await raw(server, "GET", f"/api/v1/evaluations/{evaluation_id}")
+    return dict(response.json()["request"])
+
+
 async def test_submit_then_wait_for_the_verdict(server: RunningServer) -> None:
     response = await raw(
         server,
