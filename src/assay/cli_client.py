@@ -96,6 +96,8 @@ def _show(evaluation: EvaluationOut, as_json: bool) -> None:
         print(evaluation.model_dump_json())
         return
     if evaluation.status.terminal:
+        if evaluation.status == "compile_error":
+            sys.stderr.write(evaluation.compile_output or "")
         sys.stdout.write(evaluation.stdout or "")
         sys.stdout.flush()
         sys.stderr.write(evaluation.stderr or "")

@@ -79,6 +79,8 @@ class Verdict(Protocol):
     def stderr_truncated(self) -> bool: ...
     @property
     def error(self) -> str | None: ...
+    @property
+    def compile_duration_seconds(self) -> float | None: ...
 
 
 def verdict_line(result: Verdict) -> str:
@@ -88,7 +90,9 @@ def verdict_line(result: Verdict) -> str:
         parts.append(f"exit {result.exit_code}")
     if result.signal is not None:
         parts.append(f"signal {result.signal}")
-    if result.duration_seconds is not None:
+    if result.compile_duration_seconds is not None:
+        parts.append(f"compiled in {result.compile_duration_seconds:.3f} s")
+    if result.duration_seconds is not None and result.status.value != "compile_error":
         parts.append(f"{result.duration_seconds:.3f} s")
     if result.cpu_time_seconds is not None:
         parts.append(f"cpu {result.cpu_time_seconds:.3f} s")

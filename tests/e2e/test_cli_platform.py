@@ -76,9 +76,9 @@ async def test_client_commands_against_a_live_server(tmp_path: Path) -> None:
         assert logs.stdout == "0\n1\n2\n"
         listed = assay("list", "--label", "via=cli", env=client_env)
         assert evaluation_id in listed.stdout
-        first, second = tmp_path / "first.py", tmp_path / "second.py"
+        first, second = tmp_path / "first.py", tmp_path / "second.c"
         first.write_text("print('one')\n")
-        second.write_text("import sys\nsys.exit(2)\n")
+        second.write_text("int main(void) { return 2; }\n")
         batch = assay(
             "submit", str(first), str(second), "--isolation", "batch", "--wait", env=client_env
         )
@@ -86,9 +86,14 @@ async def test_client_commands_against_a_live_server(tmp_path: Path) -> None:
         assert "submitted 2 evaluations (batch)" in batch.stderr
         one, two = batch.stdout.splitlines()
         assert one.startswith("first.py: [assay] completed, exit 0")
-        assert two.startswith("second.py: [assay] failed, exit 2")
-        in_batch = assay("list", "--label", "file=second.py", env=client_env)
+        assert two.startswith("second.c: [assay] failed, exit 2"), "its language from its name"
+        in_batch = assay("list", "--label", "file=second.c", env=client_env)
         assert "failed" in in_batch.stdout
+        broken = tmp_path / "broken.go"
+        broken.write_text("package main\nfunc main() { undefined() }\n")
+        refused = assay("submit", str(broken), "--wait", env=client_env)
+        assert "undefined: undefined" in refused.stderr, "the compiler's words are shown"
+        assert "[assay] compile_error" in refused.stderr
         slow = tmp_path / "slow.py"
         slow.write_text("import time\ntime.sleep(30)\n")
         queued_id = assay("submit", str(slow), "--timeout", "60", env=client_env).stdout.strip()

@@ -58,6 +58,45 @@ def test_run_with_extra_files(tmp_path: Path) -> None:
     assert json.loads(completed.stdout)["stdout"] == "from helper\n"
 
 
+def test_run_infers_the_language_from_the_file_name(tmp_path: Path) -> None:
+    program = tmp_path / "sum.rs"
+    program.write_text(
+        "fn main() { let n: i64 = std::env::args().skip(1).map(|a| a.parse::<i64>().unwrap())"
+        '.sum(); println!("{n}"); }'
+    )
+    completed = assay("run", str(program), "--arg", "2", "--arg", "40")
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout == "42\n"
+    assert completed.stderr.startswith("[assay] completed, exit 0, ")
+
+
+def test_run_shows_why_a_program_does_not_compile(tmp_path: Path) -> None:
+    program = tmp_path / "broken.c"
+    program.write_text("int main(void) { return missing; }\n")
+    completed = assay("run", str(program))
+    assert completed.returncode == 0, completed.stderr
+    assert "missing" in completed.stderr and "error" in completed.stderr
+    assert completed.stderr.splitlines()[-1].startswith("[assay] compile_error")
+    as_bash = assay("run", str(program), "--language", "bash", "--json")
+    assert json.loads(as_bash.stdout)["status"] == "failed", "--language overrides the ending"
+
+
+def test_run_with_compiler_options(tmp_path: Path) -> None:
+    program = tmp_path / "version.cpp"
+    program.write_text('#include <cstdio>\nint main() { std::printf("%ld\\n", __cplusplus); }\n')
+    completed = assay("run", str(program), "--compiler-option=-std=c++20", "--json")
+    assert json.loads(completed.stdout)["stdout"] == "202002\n"
+
+
+def test_run_refuses_a_file_whose_language_it_cannot_tell(tmp_path: Path) -> None:
+    program = tmp_path / "notes.txt"
+    program.write_text("print(1)")
+    completed = assay("run", str(program))
+    assert completed.returncode == 2
+    assert "cannot tell the language of notes.txt" in completed.stderr
+    assert "--language" in completed.stderr
+
+
 def test_run_rejects_bad_limits_with_a_clear_message(tmp_path: Path) -> None:
     program = tmp_path / "p.py"
     program.write_text("print(1)")
