@@ -141,6 +141,23 @@ async def engine(
     assert leftover_containers(settings.engine_id) == [], "a sandbox container was left behind"
 
 
+@asynccontextmanager
+async def started_engine(settings: ExecutionSettings) -> AsyncIterator[DockerEngine]:
+    """A started DockerEngine with ``settings``; afterwards, checks that none of its
+    containers is left."""
+    local = DockerEngine(settings)
+    try:
+        await local.start()
+    except ExecutionError as exc:
+        await local.close()
+        docker_unavailable(exc.message)
+    try:
+        yield local
+    finally:
+        await local.close()
+    assert leftover_containers(settings.engine_id) == [], "a sandbox container was left behind"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _remove_test_containers() -> Iterator[None]:
     """Whatever happens in a test, no container of this session's engines outlives it (those

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from assay.errors import ExecutionError
 from assay.execution_engine import (
     ExecutionInterface,
     ExecutionRequest,
@@ -25,7 +24,7 @@ from assay.execution_engine import (
 )
 from assay.execution_engine.docker_engine import DockerEngine
 from assay.execution_engine.remote import RemoteExecutionEngine
-from tests.conftest import EXECUTOR_TOKEN, docker_unavailable, leftover_containers, running_executor
+from tests.conftest import EXECUTOR_TOKEN, leftover_containers, running_executor, started_engine
 from tests.sandbox import BATCH_MODES, TEST_RUNTIME, InBatch, cold, make_settings
 
 pytestmark = [
@@ -56,16 +55,8 @@ def request(language: str, code: str, **fields: Any) -> ExecutionRequest:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def engine() -> AsyncIterator[DockerEngine]:
     """One pooled local engine for the module (its pool serves every language)."""
-    settings = make_settings(pool={"size": 2})
-    local = DockerEngine(settings)
-    try:
-        await local.start()
-    except ExecutionError as exc:
-        await local.close()
-        docker_unavailable(exc.message)
-    yield local
-    await local.close()
-    assert leftover_containers(settings.engine_id) == [], "a sandbox container was left behind"
+    async with started_engine(make_settings(pool={"size": 2})) as local:
+        yield local
 
 
 def test_every_language_has_every_conformance_program() -> None:
@@ -210,6 +201,12 @@ async def test_hello_on_every_path(path_engine: ExecutionInterface, language: st
     broken = await path_engine.execute(request(language, program(language, "broken")))
     compiled = RECIPES[language].compiled
     assert broken.status is (ExecutionStatus.COMPILE_ERROR if compiled else ExecutionStatus.FAILED)
+
+
+async def test_the_default_python_image_carries_numpy(engine: DockerEngine) -> None:
+    code = "import numpy\nprint(int(numpy.arange(10).sum()), numpy.__version__ >= '2')"
+    result = await engine.execute(request("python", code))
+    assert_verdict(result, ExecutionStatus.COMPLETED, stdout="45 True\n")
 
 
 async def test_the_languages_and_their_versions_come_from_the_image(

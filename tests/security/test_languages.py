@@ -13,10 +13,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 
-from assay.errors import ExecutionError
 from assay.execution_engine import ExecutionStatus
 from assay.execution_engine.docker_engine import DockerEngine
-from tests.conftest import docker_unavailable, leftover_containers
+from tests.conftest import started_engine
 from tests.integration.test_languages import (
     LANGUAGES,
     PROGRAMS,
@@ -39,16 +38,8 @@ def applicable(case: str) -> list[str]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def engine() -> AsyncIterator[DockerEngine]:
-    settings = make_settings(pool={"size": 2})
-    local = DockerEngine(settings)
-    try:
-        await local.start()
-    except ExecutionError as exc:
-        await local.close()
-        docker_unavailable(exc.message)
-    yield local
-    await local.close()
-    assert leftover_containers(settings.engine_id) == [], "a sandbox container was left behind"
+    async with started_engine(make_settings(pool={"size": 2})) as local:
+        yield local
 
 
 def _host_address() -> str:

@@ -101,7 +101,7 @@ def test_file_count_and_total_size_are_capped() -> None:
 def test_unknown_fields_are_schema_errors_and_unknown_languages_are_named() -> None:
     with pytest.raises(ValidationError):
         ExecutionRequest.model_validate({"code": "x", "langauge": "python"})
-    with pytest.raises(InvalidRequestError, match="unknown language 'cobol'.*python") as caught:
+    with pytest.raises(InvalidRequestError, match=r"unknown language 'cobol'.*python") as caught:
         resolve_request(ExecutionRequest(code="x", language="cobol"), SETTINGS)
     assert caught.value.field == "language"
 
@@ -117,7 +117,7 @@ def test_each_language_stores_its_program_under_its_own_name() -> None:
     for language, source in [("python", "main.py"), ("c", "main.c"), ("go", "main.go")]:
         plan = resolve_request(ExecutionRequest(code="x", language=language), SETTINGS).plan
         assert plan.source == source
-    with pytest.raises(InvalidRequestError, match="'main.c' is reserved"):
+    with pytest.raises(InvalidRequestError, match=r"'main\.c' is reserved"):
         resolve_request(ExecutionRequest(code="x", language="c", files={"main.c": ""}), SETTINGS)
     resolve_request(ExecutionRequest(code="x", language="c", files={"main.py": ""}), SETTINGS)
 

@@ -33,12 +33,15 @@ from assay.execution_engine.models import languages_of
 from assay.execution_engine.sandbox_spec import INIT_PATH, SANDBOX_ENV, SANDBOX_UID, WORKDIR
 
 __all__ = [
+    "LABEL_LANGUAGES",
     "LABEL_VERSION",
     "ImageStatus",
     "build_image",
     "compile_supervisor",
     "debian_mirror",
+    "image_languages",
     "image_status",
+    "install_wheels",
 ]
 
 LABEL_VERSION = "assay.sandbox.version"
@@ -287,7 +290,7 @@ def _add_languages(
         for recipe in languages:
             if recipe.wheels and wheelhouse is not None:
                 log(f"{recipe.name}: wheels {', '.join(recipe.wheels)} from {wheelhouse}")
-                _install_wheels(rootfs, recipe.wheels, wheelhouse)
+                install_wheels(rootfs, recipe.wheels, wheelhouse, _image_python(rootfs))
             for command in recipe.setup:
                 log(f"{recipe.name}: {command}")
                 _check(
@@ -337,9 +340,12 @@ def _proc_mounted(rootfs: Path) -> Iterator[None]:
         subprocess.run(["umount", "-l", str(proc)], check=False, capture_output=True)
 
 
-def _install_wheels(rootfs: Path, wheels: tuple[str, ...], wheelhouse: Path) -> None:
-    """Install ``wheels`` from ``wheelhouse`` into the image's Python (its own version, not
-    the host's), offline."""
+def _image_python(rootfs: Path) -> str:
+    """The image's Python version, ``3.13``.
+
+    Raises:
+        ImageBuildError: the image has no python3.
+    """
     probe = subprocess.run(
         [
             "chroot",
@@ -355,6 +361,17 @@ def _install_wheels(rootfs: Path, wheels: tuple[str, ...], wheelhouse: Path) -> 
     version = probe.stdout.strip()
     if probe.returncode != 0 or not version:
         raise ImageBuildError("the recipes ask for wheels, but the image has no python3")
+    return version
+
+
+def install_wheels(rootfs: Path, wheels: tuple[str, ...], wheelhouse: Path, version: str) -> None:
+    """Install ``wheels`` (and what they need) from ``wheelhouse`` into ``rootfs``'s Python
+    ``version`` (the image's, not the host's), offline: binary wheels only.
+
+    Raises:
+        ImageBuildError: a wheel (or a dependency) is not in the wheelhouse, or does not
+            fit that Python.
+    """
     target = rootfs / f"usr/local/lib/python{version}/dist-packages"
     target.mkdir(parents=True, exist_ok=True)
     _check(
