@@ -20,7 +20,7 @@ run: bootstrap
 test:
 	@scripts/bootstrap --test
 	$(BIN)/pytest
-	ASSAY_TEST_RUNTIME=runsc $(BIN)/pytest tests/integration/test_contract.py tests/security
+	ASSAY_TEST_RUNTIME=runsc $(BIN)/pytest tests/integration/test_contract.py tests/integration/test_languages.py tests/security
 
 lint:
 	@scripts/bootstrap --python-only
