@@ -180,3 +180,26 @@ int main() {}
     assert result.compile_duration_seconds is not None
     assert result.compile_duration_seconds < 4
     await assert_healthy(engine)
+
+
+@pytest.mark.skipif(
+    TEST_RUNTIME == GVISOR, reason="no batch isolation (and no resize) under gVisor"
+)
+async def test_a_compilers_memory_never_carries_over_to_the_next_program_of_a_batch(
+    engine: DockerEngine,
+) -> None:
+    """The compiler of a batch's program had more memory than the programs; it failed; the
+    next program in the same sandbox still meets its own, smaller limit."""
+    batch = engine.batch_sandbox()
+    try:
+        failed = await batch.execute(
+            request("c", "int main(void) { return nope; }", memory_mb=128, compile_memory_mb=768)
+        )
+        assert failed.status is ExecutionStatus.COMPILE_ERROR, failed
+        hog = await batch.execute(
+            request("python", str(PROGRAMS["python"]["memory"]), memory_mb=128)
+        )
+        assert_verdict(hog, ExecutionStatus.OOM)
+        assert hog.peak_memory_bytes is None or hog.peak_memory_bytes < 140 * 2**20
+    finally:
+        await batch.close()

@@ -494,6 +494,9 @@ class DockerEngine(ExecutionInterface):
                 and not output.over_limit
             )
             if not succeeded:
+                if resize and batch and outcome == "exited":
+                    # The batch's next program gets this sandbox: with its own limit.
+                    self._require_daemon().set_memory(container_id, request.memory_mb * _MIB)
                 return Conversation("compile", outcome, collector, duration, writer, compiled)
             if resize:
                 self._require_daemon().set_memory(container_id, request.memory_mb * _MIB)
