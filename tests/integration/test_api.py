@@ -259,6 +259,7 @@ async def test_queue_health_readiness_and_metrics(server: RunningServer) -> None
         "assay_queue_depth",
         "assay_evaluations_running",
         'assay_evaluations_total{status="completed"}',
+        'assay_language_evaluations_total{language="python",status="completed"}',
         "assay_queue_wait_seconds_bucket",
         "assay_execution_seconds_bucket",
         "assay_end_to_end_seconds_bucket",

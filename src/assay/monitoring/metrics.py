@@ -41,6 +41,19 @@ class Metrics:
         self.finished = Counter(
             "assay_evaluations", "Evaluations that ended, by verdict", ["status"], registry=r
         )
+        self.by_language = Counter(
+            "assay_language_evaluations",
+            "Evaluations that ended, by language and verdict",
+            ["language", "status"],
+            registry=r,
+        )
+        self.compile_time = Histogram(
+            "assay_compile_seconds",
+            "Time the compiler took, by language",
+            ["language"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.queue_wait = Histogram(
             "assay_queue_wait_seconds",
             "Time from submission to start",

@@ -133,6 +133,8 @@ class StorageQueue(EvaluationQueue):
         evaluation, cancelled = await self._storage.cancel(evaluation_id)
         if cancelled:
             self._metrics.finished.labels(EvaluationStatus.CANCELLED.value).inc()
+            language = evaluation.request.language
+            self._metrics.by_language.labels(language, EvaluationStatus.CANCELLED.value).inc()
             return evaluation
         if evaluation.status is not EvaluationStatus.RUNNING:
             return evaluation
@@ -367,6 +369,10 @@ class StorageQueue(EvaluationQueue):
         if finished is None:
             return
         self._metrics.finished.labels(finished.status.value).inc()
+        language = finished.request.language
+        self._metrics.by_language.labels(language, finished.status.value).inc()
+        if outcome.compile_duration_seconds is not None:
+            self._metrics.compile_time.labels(language).observe(outcome.compile_duration_seconds)
         if finished.started_at is not None and finished.finished_at is not None:
             self._metrics.execution_time.observe(
                 (finished.finished_at - finished.started_at).total_seconds()
