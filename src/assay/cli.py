@@ -148,11 +148,12 @@ async def _execute_once(settings: Settings, request: ExecutionRequest) -> Execut
 
 
 def _image_build(args: argparse.Namespace, settings: Settings) -> int:
-    from assay.execution_engine import build_image, image_status  # noqa: PLC0415
+    from assay.execution_engine import build_image, image_status, languages_of  # noqa: PLC0415
 
     if args.if_missing:
         status = image_status(settings.execution)
-        if status.current:
+        wanted = set(languages_of(settings.execution).recipes)
+        if status.current and wanted <= set(status.languages):
             print(f"sandbox image {status.name} is present")
             return 0
     name = build_image(

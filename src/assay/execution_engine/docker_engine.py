@@ -146,7 +146,7 @@ class DockerEngine(ExecutionInterface):
         self._removing = 0  # background removals not finished yet
         self._removing_lock = threading.Lock()
         self._closed = False
-        #: Each language's version, from the image's labels (read once).
+        #: Each language's version, from the image's labels (read when it starts).
         self._versions: dict[str, str] | None = None
 
     @property
@@ -204,25 +204,29 @@ class DockerEngine(ExecutionInterface):
 
     async def languages(self) -> list[LanguageInfo]:
         """Every enabled language, with the versions measured when the image was built."""
-        if self._versions is None:
-            try:
-                await self.start()
-                labels = await self._in_thread(
-                    self._require_daemon().image_labels, self._settings.image
-                )
-                self._versions = image_languages(labels or {})
-            except ExecutionError as exc:
-                logger.warning("cannot read the image's language versions: %s", exc)
-                return describe_languages(languages_of(self._settings), {})
-        return describe_languages(languages_of(self._settings), self._versions)
+        try:
+            await self.start()  # reads them from the image's labels
+        except ExecutionError as exc:
+            logger.warning("cannot read the image's language versions: %s", exc)
+        return describe_languages(languages_of(self._settings), self._versions or {})
 
     def _connect(self) -> DockerDaemon:
         settings = self._settings
         daemon = DockerDaemon(settings.docker_host, timeout=settings.docker_api_timeout_seconds)
         try:
-            if daemon.image_labels(settings.image) is None:
+            labels = daemon.image_labels(settings.image)
+            if labels is None:
                 raise SandboxImageNotFoundError(
                     f"sandbox image {settings.image!r} not found; build it with `assay image build`"
+                )
+            self._versions = image_languages(labels)
+            enabled = languages_of(settings).recipes
+            missing = [name for name in enabled if name not in self._versions]
+            if missing:
+                raise SandboxImageNotFoundError(
+                    f"sandbox image {settings.image!r} has no {', '.join(missing)}; rebuild it "
+                    "with `assay image build`, or set ASSAY_EXECUTION__LANGUAGES to the "
+                    f"languages it has ({', '.join(self._versions) or 'none'})"
                 )
             info = daemon.info()
             runtimes = sorted(info.get("Runtimes") or {})

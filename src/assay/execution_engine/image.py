@@ -168,6 +168,8 @@ def _build_from_base(daemon: DockerDaemon, image: str, base_image: str, log: Log
         )
     uid = SANDBOX_UID
     env = " ".join(f"{key}={value}" for key, value in SANDBOX_ENV.items() if key != "HOME")
+    # Python only, its version unmeasured (serve it with ASSAY_EXECUTION__LANGUAGES='["python"]').
+    python_only = json.dumps(json.dumps({"python": "unknown"}))
     dockerfile = f"""\
 FROM {base_image}
 USER 0
@@ -181,7 +183,8 @@ RUN command -v python3 >/dev/null || {{ echo "base image has no python3" >&2; ex
     find / -xdev -type f -perm /6000 -exec chmod a-s {{}} + 2>/dev/null; true
 COPY assay-init {INIT_PATH}
 ENV {env}
-LABEL {LABEL_VERSION}={SANDBOX_IMAGE_VERSION} {LABEL_RECIPE}="base:{base_image}"
+LABEL {LABEL_VERSION}={SANDBOX_IMAGE_VERSION} {LABEL_RECIPE}="base:{base_image}" \\
+      {LABEL_LANGUAGES}={python_only}
 USER {uid}:{uid}
 WORKDIR {WORKDIR}
 CMD ["python3"]
