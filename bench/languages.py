@@ -46,7 +46,7 @@ from typing import Any
 
 import httpx
 
-from _common import percentile, serving
+from _common import cpu_seconds, percentile, serving
 from assay.config import ExecutionSettings, QueueSettings
 from assay.execution_engine import Recipe, load_languages
 from assay.execution_engine.sandbox_spec import SANDBOX_UID, WORKDIR
@@ -80,6 +80,11 @@ class Result:
     naive: list[float] = field(default_factory=list)
     rate: dict[str, float] = field(default_factory=dict)
     batch_overhead: dict[str, list[float]] = field(default_factory=dict)
+    #: Per isolation: machine time per program (wall x concurrency / programs) minus the
+    #: program's own compile + run (mean): what the sandbox costs when the machine is full.
+    slot_overhead: dict[str, float] = field(default_factory=dict)
+    #: Per isolation: system-wide CPU-seconds per program.
+    cpu: dict[str, float] = field(default_factory=dict)
     error: str | None = None
 
 
@@ -174,8 +179,13 @@ async def latency(
         result.naive.append(await naive_once(command, recipe.example))
 
 
-async def throughput(
-    http: httpx.AsyncClient, recipe: Recipe, isolation: str, count: int, result: Result
+async def throughput(  # noqa: PLR0917  (one call site)
+    http: httpx.AsyncClient,
+    recipe: Recipe,
+    isolation: str,
+    count: int,
+    concurrency: int,
+    result: Result,
 ) -> None:
     programs = short_programs(recipe, count)
     await settle(http)
@@ -185,20 +195,26 @@ async def throughput(
         "isolation": isolation,
         "evaluations": [{"code": code, "language": recipe.name} for code, _ in programs],
     }
+    cpu_before = cpu_seconds()
     began = time.perf_counter()
     response = await http.post("/api/v1/evaluations/batch", json=body)
     if response.status_code != 202:
         raise Broken(f"batch refused: {response.status_code} {response.text}")
     overheads = []
+    own = []
     for submitted, (_, expected) in zip(response.json()["evaluations"], programs, strict=True):
         evaluation = await verdict(http, {"id": submitted["id"]})
         check(evaluation, expected)
         compile_seconds, run_seconds = own_time(evaluation)
+        own.append(compile_seconds + run_seconds)
         started = datetime.fromisoformat(evaluation["started_at"])
         finished = datetime.fromisoformat(evaluation["finished_at"])
         overheads.append((finished - started).total_seconds() - compile_seconds - run_seconds)
-    result.rate[isolation] = count / (time.perf_counter() - began)
+    wall = time.perf_counter() - began
+    result.cpu[isolation] = (cpu_seconds() - cpu_before) / count
+    result.rate[isolation] = count / wall
     result.batch_overhead[isolation] = overheads
+    result.slot_overhead[isolation] = wall * concurrency / count - statistics.fmean(own)
 
 
 def ms(seconds: float) -> str:
@@ -245,6 +261,24 @@ def print_report(results: dict[str, Result], programs: int) -> None:
         cells = "".join(f"{c:>{w}}" for c, w in zip(row(result), widths, strict=True))
         print(f"{name:<11}{cells}{'  broken' if result.error else ''}")
     print(
+        "\nwith the machine full (the same batches): slot = wall x concurrency / programs "
+        "- mean(compile + run); cpu = system-wide CPU ms per program"
+    )
+    print(
+        f"{'language':<11}{'slot eval':>11}{'slot batch':>12}{'ratio':>8}{'cpu eval':>10}"
+        f"{'cpu batch':>11}{'ratio':>8}"
+    )
+    for name, result in results.items():
+        if len(result.slot_overhead) < 2 or len(result.cpu) < 2:
+            continue
+        slots, cpu = result.slot_overhead, result.cpu
+        slot_ratio = slots["evaluation"] / slots["batch"] if slots["batch"] > 0 else float("inf")
+        cpu_ratio = cpu["evaluation"] / cpu["batch"] if cpu["batch"] > 0 else float("inf")
+        print(
+            f"{name:<11}{ms(slots['evaluation']):>11}{ms(slots['batch']):>12}{slot_ratio:>7.1f}x"
+            f"{ms(cpu['evaluation']):>10}{ms(cpu['batch']):>11}{cpu_ratio:>7.1f}x"
+        )
+    print(
         f"\ngoals: (a) warm e2e p50 <= compile p50 + {E2E_BUDGET * 1000:.0f} ms; "
         f"(b) overhead with batch isolation >= {RATIO_GOAL:.0f}x smaller than with evaluation"
     )
@@ -288,7 +322,7 @@ async def main() -> None:
             try:
                 await latency(http, image, recipe, samples, result)
                 for isolation in ("evaluation", "batch"):
-                    await throughput(http, recipe, isolation, programs, result)
+                    await throughput(http, recipe, isolation, programs, queue["capacity"], result)
             except Broken as exc:
                 result.error = str(exc)
             print(f"{name}: done ({time.perf_counter() - began:.0f} s)", flush=True)
