@@ -38,10 +38,6 @@ PROGRAMS: dict[str, dict[str, Any]] = tomllib.loads(
 )
 RECIPES: dict[str, Recipe] = dict(languages_of(make_settings()).recipes)
 LANGUAGES = list(RECIPES)
-#: The cases of tests/data/languages.toml that this module runs (the security suite runs the
-#: others).
-CASES = ("exit", "stdin", "args", "broken", "loop", "memory", "flood", "multifile")
-SECURITY_CASES = ("network", "filesystem", "signal", "processes")
 
 
 def program(language: str, case: str) -> str:
@@ -57,17 +53,6 @@ async def engine() -> AsyncIterator[DockerEngine]:
     """One pooled local engine for the module (its pool serves every language)."""
     async with started_engine(make_settings(pool={"size": 2})) as local:
         yield local
-
-
-def test_every_language_has_every_conformance_program() -> None:
-    for language, recipe in RECIPES.items():
-        assert language in PROGRAMS, f"{language}: add its programs to tests/data/languages.toml"
-        given = PROGRAMS[language]
-        gaps = given.get("not_applicable", {})
-        for case in (*CASES, *SECURITY_CASES):
-            assert case in given or case in gaps, f"{language}: no {case!r} program, no reason"
-        assert recipe.example, f"{language}: the recipe's example is its hello"
-        assert "helper" in given, f"{language}: the multifile case needs its helper file"
 
 
 def assert_verdict(result: ExecutionResult, status: ExecutionStatus, **fields: object) -> None:

@@ -4,6 +4,7 @@ is wrong."""
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,11 @@ import pytest
 from assay.errors import ConfigurationError
 from assay.execution_engine import load_languages
 
+#: The cases of tests/data/languages.toml: every language has each, or says why not.
+CASES = (
+    "exit", "stdin", "args", "broken", "loop", "memory", "flood", "multifile",
+    "network", "filesystem", "signal", "processes",
+)  # fmt: skip
 NINE = ("python", "javascript", "typescript", "c", "cpp", "java", "go", "rust", "bash")
 
 
@@ -113,3 +119,17 @@ def test_an_unreadable_or_invalid_file_is_a_configuration_error(tmp_path: Path) 
     broken.write_text("[language.x\n")
     with pytest.raises(ConfigurationError, match=r"broken\.toml"):
         load_languages(broken)
+
+
+def test_every_language_has_every_conformance_program() -> None:
+    """tests/integration/test_languages.py and tests/security/test_languages.py run these:
+    a recipe without its programs fails here first."""
+    programs = tomllib.loads((Path(__file__).parents[1] / "data/languages.toml").read_text())
+    for language, recipe in load_languages().recipes.items():
+        assert language in programs, f"{language}: add its programs to tests/data/languages.toml"
+        given = programs[language]
+        gaps = given.get("not_applicable", {})
+        for case in CASES:
+            assert case in given or case in gaps, f"{language}: no {case!r} program, no reason"
+        assert recipe.example, f"{language}: the recipe's example is its hello"
+        assert "helper" in given, f"{language}: the multifile case needs its helper file"
