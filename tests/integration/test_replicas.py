@@ -129,6 +129,26 @@ async def test_the_api_replica_streams_what_another_replica_runs(replicas: Repli
     assert seen[-1][0] == "finished" and seen[-1][1] - first_output > 1.0, "output came live"
 
 
+async def test_a_worker_compiles_and_runs_what_the_api_replica_took(replicas: Replicas) -> None:
+    """The scale-out path for a compiled language: accepted by an API-only replica, run by
+    an `assay worker` process, its compiler's output kept."""
+    async with replicas.api.client() as client:
+        ran = await client.submit(
+            'package main\nimport "fmt"\nfunc main() { fmt.Println(6 * 7) }',
+            language="go",
+            wait=60,
+        )
+        broken = await client.submit("fn main() { let x: u8 = 300; }", language="rust", wait=60)
+    assert (ran.status, ran.stdout, ran.executor) == (
+        "completed",
+        "42\n",
+        replicas.worker_engine_id,
+    )
+    assert broken.status == "compile_error" and "literal out of range" in (
+        broken.compile_output or ""
+    )
+
+
 async def test_a_cancel_sent_to_the_api_replica_stops_the_run_elsewhere(
     replicas: Replicas,
 ) -> None:
