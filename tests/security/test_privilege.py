@@ -119,7 +119,10 @@ async def test_no_setuid_binaries_in_the_image(engine: DockerEngine) -> None:
                         found.append(path)
         print(found)
         """,
+        # Every toolchain's files: tens of thousands of stat calls (slow under gVisor).
+        timeout_seconds=30,
     )
+    assert result.status is ExecutionStatus.COMPLETED, result
     assert result.stdout == "[]\n"
 
 
