@@ -32,6 +32,7 @@ __all__ = [
     "ApiSettings",
     "ExecutionSettings",
     "ExecutorSettings",
+    "LiveSandboxSettings",
     "PoolProfileSettings",
     "PoolSettings",
     "QueueSettings",
@@ -84,6 +85,36 @@ class PoolSettings(BaseModel):
     refill_parallelism: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
 
 
+class LiveSandboxSettings(BaseModel):
+    """Live sandboxes (``/api/v1/sandboxes``): their default and largest limits, and their
+    warm pool. A live sandbox keeps running between commands until it is deleted, idle for
+    its idle timeout, or at its lifetime."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    default_memory_mb: int = Field(default=1024, ge=64)
+    default_cpus: float = Field(default=1.0, gt=0)
+    default_pids_limit: int = Field(default=256, ge=16)
+    max_pids_limit: int = Field(default=4096, ge=16)
+    #: Its writable directories (tmpfs, counted in its memory too): the working directory
+    #: (/workspace, also HOME), /tmp and /var/tmp.
+    workspace_size_mb: int = Field(default=1024, ge=16)
+    tmp_size_mb: int = Field(default=512, ge=16)
+    default_idle_timeout_seconds: float = Field(default=900.0, gt=0)
+    max_idle_timeout_seconds: float = Field(default=86400.0, gt=0)
+    default_lifetime_seconds: float = Field(default=4 * 3600.0, gt=0)
+    max_lifetime_seconds: float = Field(default=24 * 3600.0, gt=0)
+    #: One command: its default and largest time limit, and output cap per stream.
+    default_command_timeout_seconds: float = Field(default=600.0, gt=0)
+    max_command_timeout_seconds: float = Field(default=3600.0, gt=0)
+    default_command_output_bytes: int = Field(default=10 * MIB, ge=1024)
+    max_command_output_bytes: int = Field(default=64 * MIB, ge=1024)
+    #: The largest file written into, or read from, a sandbox; and a command's stdin.
+    max_file_bytes: int = Field(default=256 * MIB, ge=MIB)
+    #: Started sandboxes kept ready with the default limits, once the first was asked for.
+    pool_size: int = Field(default=2, ge=0, le=64)
+
+
 class ExecutionSettings(BaseModel):
     """How sandboxes are run: the image, the per-request defaults and the hard maxima."""
 
@@ -126,6 +157,7 @@ class ExecutionSettings(BaseModel):
     max_compile_memory_mb: int = Field(default=4096, ge=16)
 
     pids_limit: int = Field(default=128, ge=8)
+    sandboxes: LiveSandboxSettings = Field(default_factory=LiveSandboxSettings)
     workspace_size_mb: int = Field(default=64, ge=1)
     tmp_size_mb: int = Field(default=64, ge=1)
     shm_size_mb: int = Field(default=16, ge=1)
@@ -214,6 +246,8 @@ class ApiSettings(BaseModel):
     max_page_size: int = Field(default=500, ge=1)
     #: How soon an API key made or revoked with the CLI (another process) takes effect.
     key_cache_seconds: float = Field(default=2.0, ge=0, le=300)
+    #: Live sandboxes one API key may hold at once (without keys: the whole server).
+    max_sandboxes_per_key: int = Field(default=16, ge=1)
 
 
 class Settings(BaseSettings):

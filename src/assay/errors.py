@@ -14,8 +14,17 @@ same class, so a client raises what the server did::
     │   ├── SandboxImageNotFoundError   the sandbox image is not built
     │   ├── RuntimeNotAvailableError    the configured OCI runtime is not installed
     │   ├── ExecutorBusyError           every slot of the executor service is taken
-    │   └── SandboxError                a sandbox broke in an unexpected way
-    │       └── SandboxLostError        the sandbox was killed or removed from outside mid-run
+    │   ├── SandboxError                a sandbox broke in an unexpected way
+    │   │   └── SandboxLostError        the sandbox was killed or removed from outside mid-run
+    │   ├── SandboxNotFoundError        no such live sandbox (never was, or forgotten)
+    │   ├── SandboxEndedError           the live sandbox has ended (idle, lifetime, deleted)
+    │   ├── SandboxQuotaError           the API key has as many live sandboxes as it may
+    │   ├── UserUnsupportedError        a command asks for a user this sandbox cannot be
+    │   └── FileOperationError          a file of a live sandbox could not be read or written
+    │       ├── SandboxFileNotFoundError    no such file (or a parent is missing)
+    │       ├── SandboxPermissionError      the sandbox's user may not
+    │       ├── SandboxIsADirectoryError    the path is a directory
+    │       └── SandboxFileTooLargeError    larger than the limit
     ├── ImageBuildError                 `assay image build` could not build the image
     ├── StorageError                    storage: the database failed
     │   ├── NotFoundError               no such evaluation (or API key)
@@ -49,6 +58,7 @@ __all__ = [
     "EngineUnavailableError",
     "ExecutionError",
     "ExecutorBusyError",
+    "FileOperationError",
     "IdempotencyConflictError",
     "ImageBuildError",
     "InvalidCursorError",
@@ -57,11 +67,19 @@ __all__ = [
     "QueueError",
     "QueueFullError",
     "RuntimeNotAvailableError",
+    "SandboxEndedError",
     "SandboxError",
+    "SandboxFileNotFoundError",
+    "SandboxFileTooLargeError",
     "SandboxImageNotFoundError",
+    "SandboxIsADirectoryError",
     "SandboxLostError",
+    "SandboxNotFoundError",
+    "SandboxPermissionError",
+    "SandboxQuotaError",
     "ServerUnreachableError",
     "StorageError",
+    "UserUnsupportedError",
     "error_body",
     "error_from_code",
     "http_status",
@@ -139,6 +157,59 @@ class SandboxLostError(SandboxError):
     nothing about it. The queue runs the evaluation again while attempts remain."""
 
     code = "sandbox_lost"
+
+
+class SandboxNotFoundError(ExecutionError):
+    """No live sandbox has this id here (it never existed, or ended long ago)."""
+
+    code = "sandbox_not_found"
+
+
+class SandboxEndedError(ExecutionError):
+    """The live sandbox has ended (deleted, idle or lifetime limit, its engine gone); the
+    message says why."""
+
+    code = "sandbox_ended"
+
+
+class SandboxQuotaError(ExecutionError):
+    """The API key already has as many live sandboxes as ``ASSAY_SANDBOX__MAX_PER_API_KEY``
+    allows; delete one first."""
+
+    code = "sandbox_quota"
+
+
+class UserUnsupportedError(InvalidRequestError):
+    """A command asks to run as a user this sandbox cannot switch to (it was not created
+    with ``user: "root"``)."""
+
+    code = "user_unsupported"
+
+
+class FileOperationError(ExecutionError):
+    """A file of a live sandbox could not be read or written; the message names the path."""
+
+    code = "file_error"
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class SandboxFileNotFoundError(FileOperationError):
+    code = "file_not_found"
+
+
+class SandboxPermissionError(FileOperationError):
+    code = "permission_denied"
+
+
+class SandboxIsADirectoryError(FileOperationError):
+    code = "is_a_directory"
+
+
+class SandboxFileTooLargeError(FileOperationError):
+    code = "file_too_large"
 
 
 class ImageBuildError(AssayError):
@@ -232,6 +303,15 @@ HTTP_STATUS: Final[Mapping[type[AssayError], int]] = {
     ExecutorBusyError: 429,  # the remote engine tries the next executor on a 429
     SandboxError: 503,
     SandboxLostError: 503,
+    SandboxNotFoundError: 404,
+    SandboxEndedError: 409,
+    SandboxQuotaError: 429,
+    UserUnsupportedError: 422,
+    FileOperationError: 400,
+    SandboxFileNotFoundError: 404,
+    SandboxPermissionError: 403,
+    SandboxIsADirectoryError: 409,
+    SandboxFileTooLargeError: 413,
     ImageBuildError: 500,
     StorageError: 503,
     NotFoundError: 404,

@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
-from assay.execution_engine import ExecutionRequest
+from assay.execution_engine import ExecFailure, ExecutionRequest, SandboxInfo, SandboxUser
 from assay.storage import Evaluation, EvaluationStatus, Event, Isolation
 
 __all__ = [
     "BatchCreate",
     "BatchOut",
+    "CommandIn",
+    "CommandOut",
+    "Encoding",
     "ErrorBody",
     "EvaluationCreate",
     "EvaluationList",
     "EvaluationOut",
     "EventOut",
+    "FileOut",
     "Isolation",
     "NoNul",
     "QueueOut",
+    "SandboxCreate",
+    "SandboxEventList",
+    "SandboxEventOut",
+    "SandboxList",
+    "SandboxOut",
     "StoredText",
 ]
 
@@ -278,3 +287,97 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
+
+
+# -- live sandboxes ----------------------------------------------------------------------
+
+
+class SandboxCreate(BaseModel):
+    """A live sandbox to start. Limits left out take the server's defaults
+    (``ASSAY_EXECUTION__SANDBOXES__*``)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    memory_mb: int | None = Field(default=None, description="Memory limit, MiB (tmpfs included).")
+    cpus: float | None = Field(default=None, gt=0)
+    pids_limit: int | None = Field(default=None)
+    idle_timeout_seconds: float | None = Field(
+        default=None, gt=0, description="Ended after this long without a command or file call."
+    )
+    lifetime_seconds: float | None = Field(
+        default=None, gt=0, description="Ended this long after it started."
+    )
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+    language: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+    image: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    user: SandboxUser = Field(
+        default="sandbox",
+        description="'sandbox' (uid 10001) or 'root' (may run commands as any user; prefer "
+        "gVisor for it).",
+    )
+
+
+class SandboxOut(SandboxInfo):
+    """A live sandbox."""
+
+
+class SandboxList(BaseModel):
+    items: list[SandboxOut]
+
+
+Encoding = Literal["utf-8", "base64"]
+
+
+class CommandIn(BaseModel):
+    """One command, an argv list run without a shell. At most one of ``input`` (text) and
+    ``input_base64`` (bytes) is its stdin; none: stdin is empty."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    command: list[str] = Field(min_length=1)
+    input: str | None = None
+    input_base64: str | None = None
+    cwd: str | None = Field(default=None, description="Relative to /workspace unless absolute.")
+    env: dict[str, str] = Field(default_factory=dict)
+    user: str | None = Field(default=None, description="A user name or uid (root sandboxes).")
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    output_limit_bytes: int | None = Field(default=None, gt=0, description="Per stream.")
+    encoding: Encoding = Field(
+        default="utf-8",
+        description="How stdout and stderr come back: 'utf-8' (undecodable bytes become "
+        "U+FFFD) or 'base64' (exact bytes).",
+    )
+
+
+class CommandOut(BaseModel):
+    """What the command did: a non-zero exit, or a timeout, is data."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    encoding: Encoding
+    stdout_truncated: bool
+    stderr_truncated: bool
+    timed_out: bool
+    exec_failure: ExecFailure | None
+    duration_seconds: float
+
+
+class FileOut(BaseModel):
+    path: str
+    size: int
+
+
+class SandboxEventOut(BaseModel):
+    """One recorded operation on a live sandbox: ``created``, ``exec``, ``write_file``,
+    ``read_file``, ``ended``; its data has the command, exit code, sizes and timings."""
+
+    seq: int
+    sandbox_id: str
+    type: str
+    at: datetime
+    data: dict[str, Any]
+
+
+class SandboxEventList(BaseModel):
+    items: list[SandboxEventOut]

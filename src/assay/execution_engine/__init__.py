@@ -14,6 +14,18 @@ from assay.execution_engine.interface import (
     PoolStats,
 )
 from assay.execution_engine.languages import Languages, Recipe, load_languages
+from assay.execution_engine.live import (
+    CommandRequest,
+    CommandResult,
+    EndReason,
+    ExecFailure,
+    FileWritten,
+    ResolvedSandbox,
+    SandboxInfo,
+    SandboxRequest,
+    SandboxUser,
+    resolve_sandbox,
+)
 from assay.execution_engine.models import (
     ExecutionRequest,
     ExecutionResult,
@@ -26,11 +38,16 @@ from assay.lazy import lazy_names
 
 __all__ = [
     "BatchSandbox",
+    "CommandRequest",
+    "CommandResult",
+    "EndReason",
     "EngineHealth",
+    "ExecFailure",
     "ExecutionInterface",
     "ExecutionRequest",
     "ExecutionResult",
     "ExecutionStatus",
+    "FileWritten",
     "LanguageInfo",
     "Languages",
     "LocalExecutionEngine",
@@ -38,12 +55,17 @@ __all__ = [
     "PoolStats",
     "Recipe",
     "ResolvedRequest",
+    "ResolvedSandbox",
+    "SandboxInfo",
+    "SandboxRequest",
+    "SandboxUser",
     "build_image",
     "create_engine",
     "image_status",
     "languages_of",
     "load_languages",
     "resolve_request",
+    "resolve_sandbox",
 ]
 
 if TYPE_CHECKING:

@@ -10,6 +10,13 @@ from typing import Literal, Self
 
 from assay.errors import SandboxError
 from assay.execution_engine.languages import Languages
+from assay.execution_engine.live import (
+    CommandRequest,
+    CommandResult,
+    FileWritten,
+    SandboxInfo,
+    SandboxRequest,
+)
 from assay.execution_engine.models import ExecutionRequest, ExecutionResult
 
 __all__ = [
@@ -145,6 +152,74 @@ class ExecutionInterface(abc.ABC):
         """The languages programs may be written in, with their versions.
 
         Never raises for engine problems: versions it cannot learn are None."""
+
+    # -- live sandboxes: started once, many commands and file operations, then deleted ------
+
+    async def create_sandbox(self, request: SandboxRequest) -> SandboxInfo:
+        """Start a live sandbox (from the warm pool when one is ready).
+
+        Raises:
+            InvalidRequestError: a limit out of range, an unknown language, another image.
+            ExecutionError: as ``execute`` would for the same cause.
+        """
+        raise SandboxError(f"{type(self).__name__} has no live sandboxes")
+
+    async def sandbox(self, sandbox_id: str) -> SandboxInfo:
+        """One live sandbox, running or recently ended.
+
+        Raises:
+            SandboxNotFoundError: no sandbox has this id here.
+        """
+        raise SandboxError(f"{type(self).__name__} has no live sandboxes")
+
+    async def list_sandboxes(self) -> list[SandboxInfo]:
+        """Every running live sandbox of this engine, oldest first."""
+        return []
+
+    async def exec_command(
+        self, sandbox_id: str, command: CommandRequest, *, on_output: OutputCallback | None = None
+    ) -> CommandResult:
+        """Run ``command`` in a live sandbox; its exit, timeout or failure to start is data.
+        At its time limit the command's whole process tree is killed.
+
+        Raises:
+            SandboxNotFoundError, SandboxEndedError: no such running sandbox.
+            InvalidRequestError: the command breaks a limit; UserUnsupportedError for a user
+                this sandbox cannot switch to.
+            SandboxLostError: the sandbox ended while the command ran.
+        """
+        raise SandboxError(f"{type(self).__name__} has no live sandboxes")
+
+    async def write_file(
+        self, sandbox_id: str, path: str, data: bytes, *, user: str | None = None
+    ) -> FileWritten:
+        """Write ``data`` to ``path`` (relative to /workspace unless absolute), creating its
+        parent directories, as the sandbox's user (or ``user``, root sandboxes).
+
+        Raises:
+            FileOperationError: not found, permission denied, is a directory, too large.
+            SandboxNotFoundError, SandboxEndedError, SandboxLostError: as ``exec_command``.
+        """
+        raise SandboxError(f"{type(self).__name__} has no live sandboxes")
+
+    async def read_file(
+        self, sandbox_id: str, path: str, *, max_bytes: int, user: str | None = None
+    ) -> bytes:
+        """The content of ``path``; SandboxFileTooLargeError when it is over ``max_bytes``.
+
+        Raises:
+            FileOperationError, SandboxNotFoundError, SandboxEndedError, SandboxLostError.
+        """
+        raise SandboxError(f"{type(self).__name__} has no live sandboxes")
+
+    async def delete_sandbox(self, sandbox_id: str) -> SandboxInfo:
+        """End a live sandbox and remove it (every process in it is killed). Deleting an
+        ended one returns it unchanged.
+
+        Raises:
+            SandboxNotFoundError: no sandbox has this id here.
+        """
+        raise SandboxError(f"{type(self).__name__} has no live sandboxes")
 
     @abc.abstractmethod
     async def check_health(self) -> EngineHealth:
