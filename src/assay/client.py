@@ -1,36 +1,65 @@
 """Python clients for the Assay REST API: :class:`AssayClient` (sync) and
-:class:`AsyncAssayClient`. Both cover the whole API and raise Assay's own exceptions: for
-an error response the class its code names (``QueueFullError`` carries ``retry_after``,
-``ApiError`` covers the rest), and ``ServerUnreachableError`` when the server cannot be
-reached or the connection fails."""
+:class:`AsyncAssayClient`. Both cover the whole API, evaluations and live sandboxes, and
+raise Assay's own exceptions: for an error response the class its code names
+(``QueueFullError`` carries ``retry_after``, ``SandboxFileNotFoundError`` and the other file
+errors their own classes, ``ApiError`` covers the rest), and ``ServerUnreachableError`` when
+the server cannot be reached or the connection fails.
+
+A live sandbox's command comes back as a :class:`CommandOutput`, its output as exact bytes;
+a non-zero exit or a timeout is data in it, never an exception."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import builtins
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias
 
 import httpx
 
 from assay.api.schemas import (
     BatchOut,
+    CommandOut,
     EvaluationList,
     EvaluationOut,
     EventOut,
+    FileOut,
     Isolation,
     LanguageList,
     LanguageOut,
     QueueOut,
+    SandboxEventList,
+    SandboxEventOut,
+    SandboxList,
+    SandboxOut,
 )
-from assay.errors import AssayError, ServerUnreachableError, error_from_code
+from assay.errors import ApiError, AssayError, ServerUnreachableError, error_from_code
 
-__all__ = ["DEFAULT_URL", "AssayClient", "AsyncAssayClient"]
+__all__ = [
+    "DEFAULT_URL",
+    "AssayClient",
+    "AsyncAssayClient",
+    "CommandOutput",
+    "OutputChunk",
+    "StreamItem",
+]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 _PREFIX = "/api/v1"
 _MAX_WAIT_PER_CALL = 30.0
+#: The server's time limit of a command that names none, and how much longer than a
+#: command's limit its HTTP call waits for the answer (the kill, the result, the network).
+_DEFAULT_COMMAND_TIMEOUT = 600.0
+_COMMAND_MARGIN = 60.0
+#: How long a file call waits for the answer once its body is sent: the server copies up to
+#: hundreds of MiB into or out of the sandbox first. (httpx's timeouts are per read or
+#: write, so the transfer itself never hits them while bytes flow.)
+_FILE_READ_TIMEOUT = 300.0
 
 
 def _error(response: httpx.Response) -> AssayError:
@@ -88,18 +117,152 @@ def _list_params(
 
 
 class _SseParser:
-    """Server-Sent Events, one line at a time: ``feed`` returns an event when one ends."""
+    """Server-Sent Events, one line at a time: ``feed`` returns an event's data when it ends."""
 
     def __init__(self) -> None:
         self._data: list[str] = []
 
-    def feed(self, line: str) -> EventOut | None:
+    def feed(self, line: str) -> str | None:
         if line.startswith("data:"):
             self._data.append(line[5:].lstrip())
         elif line == "" and self._data:
             data, self._data = self._data, []
-            return EventOut.model_validate(json.loads("\n".join(data)))
+            return "\n".join(data)
         return None
+
+
+# -- live sandboxes: what the two clients share -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOutput:
+    """What one command in a live sandbox did, its output as exact bytes. A non-zero
+    ``returncode`` or ``timed_out`` is the command's doing, not an error; ``exec_failure``
+    (``not_found``, ``permission_denied``, ``unknown_user``, ``bad_cwd``) says why it could
+    not start (``returncode`` 127 or 126)."""
+
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool
+    stderr_truncated: bool
+    timed_out: bool
+    exec_failure: str | None
+    duration_seconds: float
+
+    @classmethod
+    def of(cls, out: CommandOut) -> CommandOutput:
+        return cls(
+            returncode=out.returncode,
+            stdout=_decoded(out.stdout, out.encoding),
+            stderr=_decoded(out.stderr, out.encoding),
+            stdout_truncated=out.stdout_truncated,
+            stderr_truncated=out.stderr_truncated,
+            timed_out=out.timed_out,
+            exec_failure=None if out.exec_failure is None else out.exec_failure.value,
+            duration_seconds=out.duration_seconds,
+        )
+
+
+#: A piece of a streamed command's output: which stream, and its bytes.
+OutputChunk: TypeAlias = tuple[Literal["stdout", "stderr"], bytes]
+#: What ``exec_stream`` yields: output chunks as they come, then the :class:`CommandOutput`.
+StreamItem: TypeAlias = OutputChunk | CommandOutput
+
+
+def _decoded(text: str, encoding: str) -> bytes:
+    if encoding != "base64":
+        return text.encode()
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error as exc:
+        raise _bad_answer(f"invalid base64: {exc}") from exc
+
+
+def _bad_answer(what: str) -> ApiError:
+    """An answer that is not the API's (a proxy's, or cut short)."""
+    return ApiError(f"the server sent {what}", status=502, code="http_error")
+
+
+def _fields(**fields: Any) -> dict[str, Any]:
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def _command_body(
+    command: Sequence[str],
+    *,
+    input: str | bytes | None,
+    cwd: str | None,
+    env: dict[str, str] | None,
+    user: str | None,
+    timeout: float | None,
+    output_limit_bytes: int | None,
+) -> dict[str, Any]:
+    """A CommandIn asking for exact bytes back: str input as text, bytes as base64."""
+    if isinstance(command, str):
+        raise TypeError("command is an argv list, not a string: ['sh', '-c', '...'] for a shell")
+    body = _fields(
+        cwd=cwd,
+        env=env,
+        user=user,
+        timeout_seconds=timeout,
+        output_limit_bytes=output_limit_bytes,
+    )
+    body.update(command=list(command), encoding="base64")
+    if isinstance(input, bytes):
+        body["input_base64"] = base64.b64encode(input).decode("ascii")
+    elif input is not None:
+        body["input"] = input
+    return body
+
+
+def _command_timeout(connect: float, timeout: float | None) -> httpx.Timeout:
+    """Waits for the command's answer longer than the command may run."""
+    limit = _DEFAULT_COMMAND_TIMEOUT if timeout is None else timeout
+    return httpx.Timeout(connect, read=limit + _COMMAND_MARGIN)
+
+
+def _file_timeout(connect: float) -> httpx.Timeout:
+    return httpx.Timeout(connect, read=max(connect, _FILE_READ_TIMEOUT))
+
+
+def _stream_item(line: str) -> StreamItem | None:
+    """One line of ``exec?stream=true``: a chunk, the result, or (raised) the error."""
+    if not line.strip():
+        return None
+    try:
+        message = json.loads(line)
+    except ValueError as exc:
+        raise _bad_answer(f"a stream line that is not JSON: {line[:200]!r}") from exc
+    kind = message.get("type")
+    if kind in ("stdout", "stderr"):
+        encoding = "base64" if "encoding" not in message else str(message["encoding"])
+        return (kind, _decoded(str(message["data"]), encoding))
+    if kind == "result":
+        fields = {key: value for key, value in message.items() if key != "type"}
+        fields.setdefault("encoding", "base64")
+        return CommandOutput.of(CommandOut.model_validate(fields))
+    if kind == "error":
+        error = message.get("error", {})
+        raise error_from_code(str(error.get("code")), str(error.get("message")))
+    return None
+
+
+def _lost_result(url: str) -> ServerUnreachableError:
+    return ServerUnreachableError(
+        f"lost the connection to the server at {url}: the stream ended before the command's result"
+    )
+
+
+def _events_params(after: int | None, follow: bool) -> dict[str, str | int]:
+    params: dict[str, str | int] = {} if after is None else {"after": after}
+    if follow:
+        params["follow"] = "true"
+    return params
+
+
+def _sandbox_path(sandbox_id: str, what: str = "") -> str:
+    return f"{_PREFIX}/sandboxes/{sandbox_id}{what}"
 
 
 class AssayClient:
@@ -115,6 +278,7 @@ class AssayClient:
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._url = url
+        self._timeout = timeout
         self._http = httpx.Client(
             base_url=url, headers=headers, timeout=timeout, transport=transport
         )
@@ -224,8 +388,8 @@ class AssayClient:
                 raise _error(response)
             parser = _SseParser()
             for line in response.iter_lines():
-                if (event := parser.feed(line)) is not None:
-                    yield event
+                if (data := parser.feed(line)) is not None:
+                    yield EventOut.model_validate_json(data)
 
     def queue(self) -> QueueOut:
         return QueueOut.model_validate(_check(self._send("GET", f"{_PREFIX}/queue")).json())
@@ -234,6 +398,216 @@ class AssayClient:
         """The /readyz report (does not raise when not ready)."""
         body: dict[str, Any] = self._send("GET", "/readyz").json()
         return body
+
+    # -- live sandboxes -------------------------------------------------------------------
+
+    def create_sandbox(
+        self,
+        *,
+        memory_mb: int | None = None,
+        cpus: float | None = None,
+        pids_limit: int | None = None,
+        idle_timeout_seconds: float | None = None,
+        lifetime_seconds: float | None = None,
+        labels: dict[str, str] | None = None,
+        language: str | None = None,
+        image: str | None = None,
+        user: Literal["sandbox", "root"] | None = None,
+    ) -> SandboxOut:
+        """Start a live sandbox; limits left as None take the server's defaults.
+
+        Raises:
+            SandboxQuotaError: the API key has as many live sandboxes as it may.
+            InvalidRequestError: a limit out of range, an unknown language, another image.
+        """
+        body = _fields(
+            memory_mb=memory_mb,
+            cpus=cpus,
+            pids_limit=pids_limit,
+            idle_timeout_seconds=idle_timeout_seconds,
+            lifetime_seconds=lifetime_seconds,
+            labels=labels,
+            language=language,
+            image=image,
+            user=user,
+        )
+        response = self._send("POST", f"{_PREFIX}/sandboxes", json=body)
+        return SandboxOut.model_validate(_check(response).json())
+
+    def get_sandbox(self, sandbox_id: str) -> SandboxOut:
+        """One live sandbox, running or recently ended (SandboxNotFoundError: none)."""
+        response = self._send("GET", _sandbox_path(sandbox_id))
+        return SandboxOut.model_validate(_check(response).json())
+
+    def list_sandboxes(
+        self, *, state: Literal["running", "ended"] | None = None
+    ) -> builtins.list[SandboxOut]:
+        """The API key's live sandboxes, of one state or (None) both."""
+        params = {"state": state} if state else {}
+        response = self._send("GET", f"{_PREFIX}/sandboxes", params=params)
+        return SandboxList.model_validate(_check(response).json()).items
+
+    def delete_sandbox(self, sandbox_id: str) -> SandboxOut:
+        """End a live sandbox (every process in it is killed); an ended one is returned
+        unchanged (SandboxNotFoundError: none)."""
+        response = self._send("DELETE", _sandbox_path(sandbox_id))
+        return SandboxOut.model_validate(_check(response).json())
+
+    def exec(
+        self,
+        sandbox_id: str,
+        command: Sequence[str],
+        *,
+        input: str | bytes | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        timeout: float | None = None,
+        output_limit_bytes: int | None = None,
+    ) -> CommandOutput:
+        """Run ``command`` (an argv list, no shell) in the sandbox and wait for it.
+
+        ``input`` is its stdin (str: sent as UTF-8 text; bytes: exactly); ``timeout`` its
+        time limit in seconds (None: the server's default), at which its whole process tree
+        is killed; ``output_limit_bytes`` caps each of stdout and stderr.
+
+        Raises:
+            SandboxNotFoundError, SandboxEndedError: no such running sandbox.
+            UserUnsupportedError: ``user`` in a sandbox that was not created as root.
+            InvalidRequestError: the command breaks a limit.
+        """
+        body = _command_body(
+            command,
+            input=input,
+            cwd=cwd,
+            env=env,
+            user=user,
+            timeout=timeout,
+            output_limit_bytes=output_limit_bytes,
+        )
+        response = self._send(
+            "POST",
+            _sandbox_path(sandbox_id, "/exec"),
+            json=body,
+            timeout=_command_timeout(self._timeout, timeout),
+        )
+        return CommandOutput.of(CommandOut.model_validate(_check(response).json()))
+
+    def exec_stream(
+        self,
+        sandbox_id: str,
+        command: Sequence[str],
+        *,
+        input: str | bytes | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        timeout: float | None = None,
+        output_limit_bytes: int | None = None,
+    ) -> Iterator[StreamItem]:
+        """:meth:`exec` with live output: yields ``("stdout" | "stderr", bytes)`` as the
+        command writes, then its :class:`CommandOutput` (whose stdout and stderr hold the
+        same output again). Raises as :meth:`exec` does, when iterated."""
+        body = _command_body(
+            command,
+            input=input,
+            cwd=cwd,
+            env=env,
+            user=user,
+            timeout=timeout,
+            output_limit_bytes=output_limit_bytes,
+        )
+        with (
+            _reaching(self._url),
+            self._http.stream(
+                "POST",
+                _sandbox_path(sandbox_id, "/exec"),
+                params={"stream": "true"},
+                json=body,
+                timeout=_command_timeout(self._timeout, timeout),
+            ) as response,
+        ):
+            if response.is_error:
+                response.read()
+                raise _error(response)
+            for line in response.iter_lines():
+                if (item := _stream_item(line)) is not None:
+                    yield item
+                    if isinstance(item, CommandOutput):
+                        return
+        raise _lost_result(self._url)
+
+    def write_file(
+        self, sandbox_id: str, path: str, data: str | bytes, *, user: str | None = None
+    ) -> FileOut:
+        """Write ``data`` (str: as UTF-8) to ``path`` in the sandbox (relative to
+        /workspace unless absolute), creating its parent directories.
+
+        Raises:
+            SandboxPermissionError, SandboxIsADirectoryError, SandboxFileTooLargeError,
+            SandboxFileNotFoundError; SandboxNotFoundError, SandboxEndedError.
+        """
+        content = data.encode() if isinstance(data, str) else data
+        response = self._send(
+            "PUT",
+            _sandbox_path(sandbox_id, "/files"),
+            params=_fields(path=path, user=user),
+            content=content,
+            headers={"Content-Type": "application/octet-stream"},
+            timeout=_file_timeout(self._timeout),
+        )
+        return FileOut.model_validate(_check(response).json())
+
+    def read_file(
+        self,
+        sandbox_id: str,
+        path: str,
+        *,
+        max_bytes: int | None = None,
+        user: str | None = None,
+    ) -> bytes:
+        """The exact content of ``path`` in the sandbox; SandboxFileTooLargeError when it is
+        over ``max_bytes`` (None: the server's limit).
+
+        Raises:
+            SandboxFileNotFoundError, SandboxPermissionError, SandboxIsADirectoryError,
+            SandboxFileTooLargeError; SandboxNotFoundError, SandboxEndedError.
+        """
+        response = self._send(
+            "GET",
+            _sandbox_path(sandbox_id, "/files"),
+            params=_fields(path=path, max_bytes=max_bytes, user=user),
+            timeout=_file_timeout(self._timeout),
+        )
+        return _check(response).content
+
+    def sandbox_events(
+        self, sandbox_id: str, *, after: int | None = None, follow: bool = False
+    ) -> Iterator[SandboxEventOut]:
+        """The sandbox's recorded operations after sequence number ``after``; with
+        ``follow``, then live ones too, until its ``ended`` event. Raises when iterated."""
+        path = _sandbox_path(sandbox_id, "/events")
+        params = _events_params(after, follow)
+        if not follow:
+            response = self._send("GET", path, params=params)
+            yield from SandboxEventList.model_validate(_check(response).json()).items
+            return
+        with (
+            _reaching(self._url),
+            self._http.stream(
+                "GET", path, params=params, timeout=httpx.Timeout(self._timeout, read=None)
+            ) as response,
+        ):
+            if response.is_error:
+                response.read()
+                raise _error(response)
+            parser = _SseParser()
+            for line in response.iter_lines():
+                if (data := parser.feed(line)) is not None:
+                    event = SandboxEventOut.model_validate_json(data)
+                    yield event
+                    if event.type == "ended":
+                        return
 
 
 class AsyncAssayClient:
@@ -249,6 +623,7 @@ class AsyncAssayClient:
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._url = url
+        self._timeout = timeout
         self._http = httpx.AsyncClient(
             base_url=url, headers=headers, timeout=timeout, transport=transport
         )
@@ -357,8 +732,8 @@ class AsyncAssayClient:
                     raise _error(response)
                 parser = _SseParser()
                 async for line in response.aiter_lines():
-                    if (event := parser.feed(line)) is not None:
-                        yield event
+                    if (data := parser.feed(line)) is not None:
+                        yield EventOut.model_validate_json(data)
 
     async def queue(self) -> QueueOut:
         response = await self._send("GET", f"{_PREFIX}/queue")
@@ -367,3 +742,176 @@ class AsyncAssayClient:
     async def ready(self) -> dict[str, Any]:
         body: dict[str, Any] = (await self._send("GET", "/readyz")).json()
         return body
+
+    # -- live sandboxes -------------------------------------------------------------------
+
+    async def create_sandbox(
+        self,
+        *,
+        memory_mb: int | None = None,
+        cpus: float | None = None,
+        pids_limit: int | None = None,
+        idle_timeout_seconds: float | None = None,
+        lifetime_seconds: float | None = None,
+        labels: dict[str, str] | None = None,
+        language: str | None = None,
+        image: str | None = None,
+        user: Literal["sandbox", "root"] | None = None,
+    ) -> SandboxOut:
+        """:meth:`AssayClient.create_sandbox`."""
+        body = _fields(
+            memory_mb=memory_mb,
+            cpus=cpus,
+            pids_limit=pids_limit,
+            idle_timeout_seconds=idle_timeout_seconds,
+            lifetime_seconds=lifetime_seconds,
+            labels=labels,
+            language=language,
+            image=image,
+            user=user,
+        )
+        response = await self._send("POST", f"{_PREFIX}/sandboxes", json=body)
+        return SandboxOut.model_validate(_check(response).json())
+
+    async def get_sandbox(self, sandbox_id: str) -> SandboxOut:
+        response = await self._send("GET", _sandbox_path(sandbox_id))
+        return SandboxOut.model_validate(_check(response).json())
+
+    async def list_sandboxes(
+        self, *, state: Literal["running", "ended"] | None = None
+    ) -> builtins.list[SandboxOut]:
+        params = {"state": state} if state else {}
+        response = await self._send("GET", f"{_PREFIX}/sandboxes", params=params)
+        return SandboxList.model_validate(_check(response).json()).items
+
+    async def delete_sandbox(self, sandbox_id: str) -> SandboxOut:
+        response = await self._send("DELETE", _sandbox_path(sandbox_id))
+        return SandboxOut.model_validate(_check(response).json())
+
+    async def exec(
+        self,
+        sandbox_id: str,
+        command: Sequence[str],
+        *,
+        input: str | bytes | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        timeout: float | None = None,
+        output_limit_bytes: int | None = None,
+    ) -> CommandOutput:
+        """:meth:`AssayClient.exec`."""
+        body = _command_body(
+            command,
+            input=input,
+            cwd=cwd,
+            env=env,
+            user=user,
+            timeout=timeout,
+            output_limit_bytes=output_limit_bytes,
+        )
+        response = await self._send(
+            "POST",
+            _sandbox_path(sandbox_id, "/exec"),
+            json=body,
+            timeout=_command_timeout(self._timeout, timeout),
+        )
+        return CommandOutput.of(CommandOut.model_validate(_check(response).json()))
+
+    async def exec_stream(
+        self,
+        sandbox_id: str,
+        command: Sequence[str],
+        *,
+        input: str | bytes | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        timeout: float | None = None,
+        output_limit_bytes: int | None = None,
+    ) -> AsyncIterator[StreamItem]:
+        """:meth:`AssayClient.exec_stream`."""
+        body = _command_body(
+            command,
+            input=input,
+            cwd=cwd,
+            env=env,
+            user=user,
+            timeout=timeout,
+            output_limit_bytes=output_limit_bytes,
+        )
+        with _reaching(self._url):
+            async with self._http.stream(
+                "POST",
+                _sandbox_path(sandbox_id, "/exec"),
+                params={"stream": "true"},
+                json=body,
+                timeout=_command_timeout(self._timeout, timeout),
+            ) as response:
+                if response.is_error:
+                    await response.aread()
+                    raise _error(response)
+                async for line in response.aiter_lines():
+                    if (item := _stream_item(line)) is not None:
+                        yield item
+                        if isinstance(item, CommandOutput):
+                            return
+        raise _lost_result(self._url)
+
+    async def write_file(
+        self, sandbox_id: str, path: str, data: str | bytes, *, user: str | None = None
+    ) -> FileOut:
+        """:meth:`AssayClient.write_file`."""
+        content = data.encode() if isinstance(data, str) else data
+        response = await self._send(
+            "PUT",
+            _sandbox_path(sandbox_id, "/files"),
+            params=_fields(path=path, user=user),
+            content=content,
+            headers={"Content-Type": "application/octet-stream"},
+            timeout=_file_timeout(self._timeout),
+        )
+        return FileOut.model_validate(_check(response).json())
+
+    async def read_file(
+        self,
+        sandbox_id: str,
+        path: str,
+        *,
+        max_bytes: int | None = None,
+        user: str | None = None,
+    ) -> bytes:
+        """:meth:`AssayClient.read_file`."""
+        response = await self._send(
+            "GET",
+            _sandbox_path(sandbox_id, "/files"),
+            params=_fields(path=path, max_bytes=max_bytes, user=user),
+            timeout=_file_timeout(self._timeout),
+        )
+        return _check(response).content
+
+    async def sandbox_events(
+        self, sandbox_id: str, *, after: int | None = None, follow: bool = False
+    ) -> AsyncIterator[SandboxEventOut]:
+        """:meth:`AssayClient.sandbox_events`."""
+        path = _sandbox_path(sandbox_id, "/events")
+        params = _events_params(after, follow)
+        if not follow:
+            response = await self._send("GET", path, params=params)
+            for event in SandboxEventList.model_validate(_check(response).json()).items:
+                yield event
+            return
+        with _reaching(self._url):
+            async with self._http.stream(
+                "GET", path, params=params, timeout=httpx.Timeout(self._timeout, read=None)
+            ) as response:
+                if response.is_error:
+                    await response.aread()
+                    raise _error(response)
+                parser = _SseParser()
+                async for line in response.aiter_lines():
+                    if (data := parser.feed(line)) is not None:
+                        event = SandboxEventOut.model_validate_json(data)
+                        yield event
+                        if event.type == "ended":
+                            return
