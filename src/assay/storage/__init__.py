@@ -1,8 +1,10 @@
-"""Durable state: evaluations, their events and API keys (SQLAlchemy + Alembic)."""
+"""Durable state: evaluations, their events, live sandboxes and theirs, and API keys
+(SQLAlchemy + Alembic)."""
 
 from assay.storage.interface import Listener, Storage
 from assay.storage.records import (
     RESULT_FIELDS,
+    SANDBOX_LIMITS,
     STATE_CHANGES,
     TERMINAL_EVENTS,
     TERMINAL_STATUSES,
@@ -15,10 +17,15 @@ from assay.storage.records import (
     NewEvaluation,
     Outcome,
     Page,
+    SandboxEvent,
+    SandboxEventType,
+    SandboxRecord,
+    SandboxState,
 )
 
 __all__ = [
     "RESULT_FIELDS",
+    "SANDBOX_LIMITS",
     "STATE_CHANGES",
     "TERMINAL_EVENTS",
     "TERMINAL_STATUSES",
@@ -32,6 +39,10 @@ __all__ = [
     "NewEvaluation",
     "Outcome",
     "Page",
+    "SandboxEvent",
+    "SandboxEventType",
+    "SandboxRecord",
+    "SandboxState",
     "Storage",
     "create_storage",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import logging
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from assay.storage.records import (
@@ -16,6 +17,10 @@ from assay.storage.records import (
     NewEvaluation,
     Outcome,
     Page,
+    SandboxEvent,
+    SandboxEventType,
+    SandboxRecord,
+    SandboxState,
 )
 
 __all__ = ["DEFAULT_LEASE_SECONDS", "Listener", "Storage"]
@@ -30,11 +35,13 @@ DEFAULT_LEASE_SECONDS = 30.0
 
 
 class Storage(abc.ABC):
-    """Durable state of the platform: evaluations, their events, API keys.
+    """Durable state of the platform: evaluations, their events, live sandboxes and their
+    events, API keys.
 
     Every method raises :class:`assay.errors.StorageError` (or a subclass) on failure.
-    Every event a write records is handed, once committed, to the listeners given to
-    :meth:`listen` (the platform announces them on its bus from there, and only there).
+    Every evaluation event a write records is handed, once committed, to the listeners given
+    to :meth:`listen` (the platform announces them on its bus from there, and only there).
+    Sandbox events are not: the API that records them announces them.
     """
 
     def __init__(self) -> None:
@@ -176,6 +183,61 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def events(self, evaluation_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
         """Events of one evaluation with id > ``after``, oldest first. Raises NotFoundError."""
+
+    # -- live sandboxes ------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_sandbox(self, info: dict[str, Any], api_key_id: int | None) -> SandboxRecord:
+        """Store a live sandbox just started as ``running``, with a ``created`` event, in one
+        transaction. ``info`` is its engine's ``SandboxInfo`` as JSON (``id`` its key);
+        ``api_key_id`` the key that asked for it (None without keys).
+
+        Raises:
+            StorageError: a sandbox with this id is already stored.
+        """
+
+    @abc.abstractmethod
+    async def get_sandbox_record(self, sandbox_id: str) -> SandboxRecord:
+        """Raises NotFoundError."""
+
+    @abc.abstractmethod
+    async def list_sandbox_records(
+        self,
+        *,
+        api_key_id: int | None = None,
+        state: SandboxState | None = None,
+        limit: int = 100,
+    ) -> list[SandboxRecord]:
+        """Running ones first, then newest first; only ``api_key_id``'s when it is given
+        (None: every key's), only those in ``state`` when it is given."""
+
+    @abc.abstractmethod
+    async def end_sandbox_record(
+        self, sandbox_id: str, reason: str, at: datetime
+    ) -> tuple[SandboxRecord, bool]:
+        """Mark a running sandbox ended at ``at`` for ``reason`` (an ``EndReason``), with an
+        ``ended`` event, in one transaction. Returns it and whether this call ended it: one
+        already ended is returned unchanged (its first reason stays).
+
+        Raises:
+            NotFoundError.
+        """
+
+    @abc.abstractmethod
+    async def count_running_sandboxes(self, api_key_id: int | None) -> int:
+        """Running sandboxes of ``api_key_id`` (None: of every key)."""
+
+    @abc.abstractmethod
+    async def add_sandbox_event(
+        self, sandbox_id: str, type_: SandboxEventType, data: dict[str, Any]
+    ) -> SandboxEvent:
+        """Record one event of a stored sandbox. Raises NotFoundError."""
+
+    @abc.abstractmethod
+    async def sandbox_events(
+        self, sandbox_id: str, *, after: int = 0, limit: int = 1000
+    ) -> list[SandboxEvent]:
+        """Events of one sandbox with seq > ``after``, oldest first. Raises NotFoundError."""
 
     # -- API keys ------------------------------------------------------------------------
 

@@ -19,7 +19,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["ApiKeyRow", "Base", "EvaluationRow", "EventRow", "LabelRow"]
+__all__ = [
+    "ApiKeyRow",
+    "Base",
+    "EvaluationRow",
+    "EventRow",
+    "LabelRow",
+    "SandboxEventRow",
+    "SandboxRow",
+]
 
 
 class Base(DeclarativeBase):
@@ -121,3 +129,33 @@ class ApiKeyRow(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+
+
+class SandboxRow(Base):
+    """A live sandbox: its owner and state; its engine's description at creation."""
+
+    __tablename__ = "sandboxes"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    api_key_id: Mapped[int | None] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    info: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    #: Counting and listing the running sandboxes, all or one key's.
+    __table_args__ = (Index("ix_sandboxes_state_api_key_id", "state", "api_key_id"),)
+
+
+class SandboxEventRow(Base):
+    __tablename__ = "sandbox_events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sandbox_id: Mapped[str] = mapped_column(ForeignKey("sandboxes.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime]
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    __table_args__ = (Index("ix_sandbox_events_sandbox_id_seq", "sandbox_id", "seq"),)

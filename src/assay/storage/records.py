@@ -12,6 +12,7 @@ from assay.execution_engine import ExecutionRequest, ExecutionResult
 
 __all__ = [
     "RESULT_FIELDS",
+    "SANDBOX_LIMITS",
     "STATE_CHANGES",
     "TERMINAL_EVENTS",
     "TERMINAL_STATUSES",
@@ -24,6 +25,10 @@ __all__ = [
     "NewEvaluation",
     "Outcome",
     "Page",
+    "SandboxEvent",
+    "SandboxEventType",
+    "SandboxRecord",
+    "SandboxState",
 ]
 
 
@@ -172,3 +177,56 @@ class ApiKey:
 class Page:
     items: list[Evaluation]
     next_cursor: str | None
+
+
+# -- live sandboxes ----------------------------------------------------------------------
+
+
+class SandboxState(enum.StrEnum):
+    RUNNING = "running"
+    ENDED = "ended"
+
+
+class SandboxEventType(enum.StrEnum):
+    """What a live sandbox's stored events say."""
+
+    #: ``{"limits", "user", "warm"}``: its first event.
+    CREATED = "created"
+    #: One command: its argv (cut to 4 KiB), exit, sizes and duration, or ``error``.
+    EXEC = "exec"
+    #: ``{"path", "size", "duration_seconds"}``, or ``{"path", "error"}``.
+    WRITE_FILE = "write_file"
+    READ_FILE = "read_file"
+    #: ``{"reason"}``: its last event.
+    ENDED = "ended"
+
+
+#: The limits a sandbox's ``created`` event repeats of its info.
+SANDBOX_LIMITS = ("memory_mb", "cpus", "pids_limit", "idle_timeout_seconds", "lifetime_seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxRecord:
+    """A live sandbox as storage keeps it: whose it is, whether it still runs, and what its
+    engine said of it when it was created."""
+
+    id: str
+    #: The API key that created it; None on a server without keys.
+    api_key_id: int | None
+    state: SandboxState
+    created_at: datetime
+    ended_at: datetime | None
+    #: An ``assay.execution_engine.EndReason`` value, once it has ended.
+    end_reason: str | None
+    #: The engine's ``SandboxInfo`` at creation, as JSON.
+    info: dict[str, Any]
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxEvent:
+    seq: int
+    sandbox_id: str
+    type: SandboxEventType
+    at: datetime
+    data: dict[str, Any]

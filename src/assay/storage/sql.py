@@ -20,7 +20,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, create_engine, event, func, select, text, update
+from sqlalchemy import Connection, case, create_engine, event, func, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,9 +34,17 @@ from assay.errors import (
 )
 from assay.execution_engine import ExecutionRequest
 from assay.storage.interface import DEFAULT_LEASE_SECONDS, Storage
-from assay.storage.models import ApiKeyRow, EvaluationRow, EventRow, LabelRow
+from assay.storage.models import (
+    ApiKeyRow,
+    EvaluationRow,
+    EventRow,
+    LabelRow,
+    SandboxEventRow,
+    SandboxRow,
+)
 from assay.storage.records import (
     RESULT_FIELDS,
+    SANDBOX_LIMITS,
     TERMINAL_EVENTS,
     ApiKey,
     Evaluation,
@@ -46,6 +54,10 @@ from assay.storage.records import (
     NewEvaluation,
     Outcome,
     Page,
+    SandboxEvent,
+    SandboxEventType,
+    SandboxRecord,
+    SandboxState,
 )
 
 __all__ = ["InvalidCursorError", "SqlStorage"]
@@ -58,6 +70,8 @@ logger = logging.getLogger(__name__)
 KEY_PREFIX = "ak_"
 _QUEUED = EvaluationStatus.QUEUED.value
 _RUNNING = EvaluationStatus.RUNNING.value
+_SANDBOX_RUNNING = SandboxState.RUNNING.value
+_SANDBOX_ENDED = SandboxState.ENDED.value
 
 
 def _now() -> datetime:
@@ -451,6 +465,111 @@ class SqlStorage(Storage):
             )
             return [_event(event_row, row, terminal_state=False) for event_row in rows]
 
+    # -- live sandboxes ------------------------------------------------------------------
+
+    @_threaded
+    def add_sandbox(self, info: dict[str, Any], api_key_id: int | None) -> SandboxRecord:
+        sandbox_id = str(info["id"])
+        with self._session() as session:
+            if session.get(SandboxRow, sandbox_id) is not None:
+                raise StorageError(f"a sandbox with id {sandbox_id!r} is already stored")
+            now = _now()
+            row = SandboxRow(
+                id=sandbox_id,
+                api_key_id=api_key_id,
+                state=_SANDBOX_RUNNING,
+                created_at=now,
+                info=dict(info),
+                labels=dict(info.get("labels") or {}),
+            )
+            session.add(row)
+            session.flush()  # the event's foreign key
+            created = {
+                "limits": {name: info.get(name) for name in SANDBOX_LIMITS},
+                "user": info.get("user"),
+                "warm": info.get("warm"),
+            }
+            _record_sandbox(session, sandbox_id, SandboxEventType.CREATED, created, now)
+            return _sandbox(row)
+
+    @_threaded
+    def get_sandbox_record(self, sandbox_id: str) -> SandboxRecord:
+        with self._session() as session:
+            return _sandbox(_sandbox_row(session, sandbox_id))
+
+    @_threaded
+    def list_sandbox_records(
+        self,
+        *,
+        api_key_id: int | None = None,
+        state: SandboxState | None = None,
+        limit: int = 100,
+    ) -> list[SandboxRecord]:
+        running_first = case((SandboxRow.state == _SANDBOX_RUNNING, 0), else_=1)
+        query = (
+            select(SandboxRow)
+            .order_by(running_first, SandboxRow.created_at.desc(), SandboxRow.id)
+            .limit(limit)
+        )
+        if api_key_id is not None:
+            query = query.where(SandboxRow.api_key_id == api_key_id)
+        if state is not None:
+            query = query.where(SandboxRow.state == state.value)
+        with self._session() as session:
+            return [_sandbox(row) for row in session.scalars(query)]
+
+    @_threaded
+    def end_sandbox_record(
+        self, sandbox_id: str, reason: str, at: datetime
+    ) -> tuple[SandboxRecord, bool]:
+        with self._session() as session:
+            row = _sandbox_row(session, sandbox_id, lock=True)
+            if row.state == _SANDBOX_ENDED:
+                return _sandbox(row), False
+            at = _utc(at) or _now()
+            row.state = _SANDBOX_ENDED
+            row.ended_at = at
+            row.end_reason = str(reason)
+            _record_sandbox(
+                session, sandbox_id, SandboxEventType.ENDED, {"reason": str(reason)}, at
+            )
+            session.flush()
+            return _sandbox(row), True
+
+    @_threaded
+    def count_running_sandboxes(self, api_key_id: int | None) -> int:
+        query = (
+            select(func.count()).select_from(SandboxRow).where(SandboxRow.state == _SANDBOX_RUNNING)
+        )
+        if api_key_id is not None:
+            query = query.where(SandboxRow.api_key_id == api_key_id)
+        with self._session() as session:
+            return session.scalar(query) or 0
+
+    @_threaded
+    def add_sandbox_event(
+        self, sandbox_id: str, type_: SandboxEventType, data: dict[str, Any]
+    ) -> SandboxEvent:
+        with self._session() as session:
+            _sandbox_row(session, sandbox_id)
+            event_row = _record_sandbox(session, sandbox_id, type_, data, _now())
+            session.flush()
+            return _sandbox_event(event_row)
+
+    @_threaded
+    def sandbox_events(
+        self, sandbox_id: str, *, after: int = 0, limit: int = 1000
+    ) -> list[SandboxEvent]:
+        with self._session() as session:
+            _sandbox_row(session, sandbox_id)
+            rows = session.scalars(
+                select(SandboxEventRow)
+                .where(SandboxEventRow.sandbox_id == sandbox_id, SandboxEventRow.seq > after)
+                .order_by(SandboxEventRow.seq)
+                .limit(limit)
+            )
+            return [_sandbox_event(row) for row in rows]
+
     # -- API keys ------------------------------------------------------------------------
 
     @_threaded
@@ -660,6 +779,48 @@ def _event(event_row: EventRow, row: EvaluationRow, *, terminal_state: bool = Tr
         at=_utc(event_row.at) or _now(),
         data=event_row.data,
         evaluation=_evaluation(row) if ended else None,
+    )
+
+
+def _sandbox_row(session: Session, sandbox_id: str, *, lock: bool = False) -> SandboxRow:
+    row = session.get(SandboxRow, sandbox_id, with_for_update=lock)
+    if row is None:
+        raise NotFoundError(f"no sandbox with id {sandbox_id!r}")
+    return row
+
+
+def _record_sandbox(
+    session: Session,
+    sandbox_id: str,
+    type_: SandboxEventType,
+    data: dict[str, Any],
+    at: datetime,
+) -> SandboxEventRow:
+    event_row = SandboxEventRow(sandbox_id=sandbox_id, type=type_.value, at=at, data=data)
+    session.add(event_row)
+    return event_row
+
+
+def _sandbox(row: SandboxRow) -> SandboxRecord:
+    return SandboxRecord(
+        id=row.id,
+        api_key_id=row.api_key_id,
+        state=SandboxState(row.state),
+        created_at=_utc(row.created_at) or _now(),
+        ended_at=_utc(row.ended_at),
+        end_reason=row.end_reason,
+        info=dict(row.info),
+        labels=dict(row.labels),
+    )
+
+
+def _sandbox_event(row: SandboxEventRow) -> SandboxEvent:
+    return SandboxEvent(
+        seq=row.seq,
+        sandbox_id=row.sandbox_id,
+        type=SandboxEventType(row.type),
+        at=_utc(row.at) or _now(),
+        data=row.data,
     )
 
 
