@@ -15,7 +15,7 @@ from assay.errors import SandboxLostError
 from assay.execution_engine import ExecutionRequest, ExecutionStatus
 from assay.execution_engine.docker_daemon import DockerDaemon
 from assay.execution_engine.docker_engine import DockerEngine
-from assay.execution_engine.sandbox_spec import LABEL_ENGINE, LABEL_MANAGED, LABEL_OWNER
+from assay.execution_engine.sandbox_spec import LABEL_ENGINE, LABEL_LIVE, LABEL_MANAGED, LABEL_OWNER
 from tests.conftest import leftover_containers
 from tests.sandbox import PRINT_CONTAINER_ID, make_settings
 
@@ -128,6 +128,51 @@ _OWNER = textwrap.dedent(
         code = "print('spinning', flush=True)\\nwhile True: pass"
         request = ExecutionRequest(code=code, timeout_seconds=300)
         await engine.execute(request, on_output=said)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_no_live_sandbox_outlives_its_owner_process(daemon: DockerDaemon) -> None:
+    """SIGKILL the process that owns a live sandbox running a command: it is gone well
+    within 60 s, though nobody deletes it."""
+    settings = make_settings(pool={"size": 0}, sandboxes={"pool_size": 1})
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _LIVE_OWNER, settings.model_dump_json()],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None
+        assert owner.stdout.readline().strip() == "running", "the owner never started"
+        labels = {LABEL_ENGINE: settings.engine_id, LABEL_LIVE: "true"}
+        assert daemon.container_ids(labels, running=True)
+        owner.kill()
+        owner.wait(10)
+        killed = time.monotonic()
+        while daemon.container_ids({LABEL_ENGINE: settings.engine_id}):
+            assert time.monotonic() - killed < 60, "a live sandbox outlived its owner"
+            time.sleep(0.1)
+    finally:
+        owner.kill()
+
+
+_LIVE_OWNER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from assay.config import ExecutionSettings
+    from assay.execution_engine import CommandRequest, SandboxRequest
+    from assay.execution_engine.docker_engine import DockerEngine
+
+    async def main():
+        engine = DockerEngine(ExecutionSettings.model_validate_json(sys.argv[1]))
+        info = await engine.create_sandbox(SandboxRequest())
+        def said(stream, data):
+            if b"running" in data:
+                print("running", flush=True)
+        command = CommandRequest(command=["sh", "-c", "echo running; sleep 600"])
+        await engine.exec_command(info.id, command, on_output=said)
 
     asyncio.run(main())
     """

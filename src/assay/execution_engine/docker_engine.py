@@ -70,6 +70,7 @@ from assay.execution_engine.attach import (
 )
 from assay.execution_engine.docker_batch import DockerBatchSandbox
 from assay.execution_engine.docker_daemon import DockerDaemon, epoch
+from assay.execution_engine.docker_live import LiveSandboxes
 from assay.execution_engine.image import image_languages
 from assay.execution_engine.interface import (
     BatchSandbox,
@@ -81,6 +82,14 @@ from assay.execution_engine.interface import (
     describe_languages,
 )
 from assay.execution_engine.isolation import GVISOR, Isolation, load_seccomp_profile
+from assay.execution_engine.live import (
+    CommandRequest,
+    CommandResult,
+    FileWritten,
+    ResolvedSandbox,
+    SandboxInfo,
+    SandboxRequest,
+)
 from assay.execution_engine.models import (
     ExecutionRequest,
     ExecutionResult,
@@ -96,6 +105,7 @@ from assay.execution_engine.sandbox_spec import (
     LABEL_OWNER,
     Profile,
     SandboxSpec,
+    live_sandbox_spec,
     sandbox_spec,
 )
 
@@ -148,6 +158,7 @@ class DockerEngine(ExecutionInterface):
         self._closed = False
         #: Each language's version, from the image's labels (read when it starts).
         self._versions: dict[str, str] | None = None
+        self._live = LiveSandboxes(self)
 
     @property
     def settings(self) -> ExecutionSettings:
@@ -200,7 +211,81 @@ class DockerEngine(ExecutionInterface):
         return True
 
     async def pool_stats(self) -> list[PoolStats]:
-        return self._pool.stats() if self._pool is not None else []
+        evaluations = self._pool.stats() if self._pool is not None else []
+        return evaluations + self._live.pool_stats()
+
+    # -- live sandboxes (docker_live.py) ---------------------------------------------------
+
+    async def create_sandbox(self, request: SandboxRequest) -> SandboxInfo:
+        return await self._live.create(request)
+
+    async def sandbox(self, sandbox_id: str) -> SandboxInfo:
+        return await self._live.get(sandbox_id)
+
+    async def list_sandboxes(self) -> list[SandboxInfo]:
+        return await self._live.running()
+
+    async def exec_command(
+        self, sandbox_id: str, command: CommandRequest, *, on_output: OutputCallback | None = None
+    ) -> CommandResult:
+        return await self._live.exec(sandbox_id, command, on_output)
+
+    async def write_file(
+        self, sandbox_id: str, path: str, data: bytes, *, user: str | None = None
+    ) -> FileWritten:
+        return await self._live.write_file(sandbox_id, path, data, user)
+
+    async def read_file(
+        self, sandbox_id: str, path: str, *, max_bytes: int, user: str | None = None
+    ) -> bytes:
+        return await self._live.read_file(sandbox_id, path, max_bytes, user)
+
+    async def delete_sandbox(self, sandbox_id: str) -> SandboxInfo:
+        return await self._live.delete(sandbox_id)
+
+    # What live sandboxes use of this engine (docker_live.LiveEngine); on worker threads.
+
+    def isolation(self) -> Isolation:
+        return self._require_isolation()
+
+    def create_live(self, sandbox: ResolvedSandbox) -> tuple[str, socket.socket]:
+        """A live sandbox's container, created, attached and started."""
+        daemon = self._require_daemon()
+        spec = live_sandbox_spec(
+            self._settings,
+            sandbox,
+            isolation=self._require_isolation(),
+            owner=self.owner,
+            token=secrets.token_hex(8),
+        )
+        container_id = daemon.create_from_config(spec.config, name=spec.name)
+        try:
+            sock = daemon.attach(container_id)
+            try:
+                daemon.start(container_id)
+            except BaseException:
+                close_attach(sock)
+                raise
+        except BaseException:
+            daemon.remove(container_id)
+            raise
+        return container_id, sock
+
+    def take_lifeline(self, container_id: str) -> socket.socket | None:
+        return self._take_lifeline(container_id)
+
+    def give_lifeline(self, container_id: str, sock: socket.socket) -> None:
+        with self._lifelines_lock:
+            self._lifelines[container_id] = sock
+
+    def destroy_pooled(self, container_id: str) -> None:
+        self._destroy_pooled(container_id)
+
+    def running_ids(self) -> set[str]:
+        return self._running_ids()
+
+    def remove(self, container_id: str) -> None:
+        self._require_daemon().remove(container_id)
 
     async def languages(self) -> list[LanguageInfo]:
         """Every enabled language, with the versions measured when the image was built."""
@@ -388,6 +473,7 @@ class DockerEngine(ExecutionInterface):
         if self._closed:
             return
         self._closed = True
+        await self._live.close()
         for run in list(self._active.values()):
             await self._in_thread(self._cancel, run)
         for sandbox in list(self._batches):

@@ -11,12 +11,13 @@ These models are also the executor service's wire format: bytes travel as base64
 
 from __future__ import annotations
 
+import base64
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Base64Bytes, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
 from assay.config import ExecutionSettings
 from assay.errors import InvalidRequestError
@@ -34,6 +35,7 @@ __all__ = [
     "SandboxInfo",
     "SandboxRequest",
     "SandboxUser",
+    "WireBytes",
     "resolve_sandbox",
 ]
 
@@ -47,6 +49,18 @@ _MAX_LABELS = 64
 _MAX_LABEL_BYTES = 256
 
 SandboxUser = Literal["sandbox", "root"]
+
+
+def _from_base64(value: object) -> object:
+    return base64.b64decode(value, validate=True) if isinstance(value, str) else value
+
+
+#: Bytes in Python, base64 in JSON (the executor service's wire format).
+WireBytes = Annotated[
+    bytes,
+    BeforeValidator(_from_base64),
+    PlainSerializer(lambda data: base64.b64encode(data).decode(), when_used="json"),
+]
 
 
 class EndReason(enum.StrEnum):
@@ -207,7 +221,7 @@ class CommandRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     command: list[str] = Field(min_length=1)
-    input: Base64Bytes | None = Field(default=None, description="Its stdin (base64 on the wire).")
+    input: WireBytes | None = Field(default=None, description="Its stdin (base64 on the wire).")
     cwd: str | None = Field(
         default=None, description="Working directory; relative to /workspace unless absolute."
     )
@@ -293,8 +307,8 @@ class CommandResult(BaseModel):
         description="Its exit status; 128+N when signal N ended it; 126/127 when it could "
         "not start (see exec_failure)."
     )
-    stdout: Base64Bytes = b""
-    stderr: Base64Bytes = b""
+    stdout: WireBytes = b""
+    stderr: WireBytes = b""
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     timed_out: bool = Field(

@@ -16,6 +16,14 @@ A request that fails before it starts (bad token, bad request, no free slot) get
 JSON error body ``{"error": {"code", "message"}}`` with an HTTP status instead. Request bodies
 must be strict JSON (no NaN or Infinity, no lone surrogates; ``assay.api.strict_json``).
 
+Live sandboxes (``/v1/sandboxes``): ``POST`` a SandboxRequest → SandboxInfo; ``GET`` →
+``{"sandboxes": [SandboxInfo, ...]}``; ``GET``/``DELETE /v1/sandboxes/{id}`` → SandboxInfo;
+``POST /v1/sandboxes/{id}/exec`` a CommandRequest → CommandResult (bytes as base64), and
+``.../exec/stream`` the same as NDJSON: output messages, then ``{"type": "result", "result":
+<CommandResult>}`` or an error message; ``PUT``/``GET /v1/sandboxes/{id}/files?path=P``
+(``&user=U``, ``&max_bytes=N``) with the file's raw bytes as the body → FileWritten / the
+bytes. They take no slot: a live sandbox is not an execution.
+
 ``GET /v1/capacity``: ``{"total", "free", "running", "engine": {"healthy", "detail", ...}}``,
 the slots and the engine's health with every fact its ``check_health`` reports.
 ``GET /healthz`` is the one route without the token: 200 ``{"status": "ok"}`` or 503
@@ -39,6 +47,7 @@ __all__ = [
     "HEALTH_PATH",
     "LANGUAGES_PATH",
     "POOL_PATH",
+    "SANDBOXES_PATH",
     "STREAM_PATH",
     "decode_output",
     "error_line",
@@ -54,6 +63,7 @@ CAPACITY_PATH = "/v1/capacity"
 #: ``GET``: ``{"languages": [LanguageInfo fields, ...]}``, as measured in its image.
 LANGUAGES_PATH = "/v1/languages"
 HEALTH_PATH = "/healthz"
+SANDBOXES_PATH = "/v1/sandboxes"
 BATCH_SANDBOXES_PATH = "/v1/batch-sandboxes"
 BATCH_SANDBOX_HEADER = "X-Assay-Batch-Sandbox"
 #: Chosen by the client, so it can cancel (``DELETE /v1/executions/{id}``) what it started.

@@ -40,6 +40,9 @@
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <grp.h>
+#include <stdint.h>
+#include <time.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -644,6 +647,661 @@ static int run_batch(void) {
     }
 }
 
+
+/* -- live mode: one sandbox, many commands and file operations ------------------------ */
+
+/* After "ASSAYL" the engine and this process exchange messages, each a 9-byte head (its type,
+ * a 4-byte id and a 4-byte payload length, big-endian) and the payload:
+ *
+ *   engine -> here  'X' run a command: fields (4-byte length + bytes each) argv (arguments
+ *                       each ended by NUL), env (NAME=value each ended by NUL), cwd, user;
+ *                       then 4-byte timeout (ms), 4-byte output cap per stream (bytes),
+ *                       1 byte: 1 if its stdin follows, 0 for an empty one
+ *                   'W' write a file: fields path, user; 4-byte timeout; its bytes follow
+ *                   'R' read a file: fields path, user; 4-byte timeout; 8-byte largest size
+ *                   'I' stdin (or file) bytes for a command;  'E' their end
+ *                   'K' kill a command's process tree (the caller gave up)
+ *   here -> engine  'H' hello (id 0): JSON, the sandbox's isolation facts
+ *                   'O' stdout bytes (a read file's bytes);  'e' stderr bytes
+ *                   'Z' a command is done: JSON with its returncode, whether it timed out,
+ *                       what it could not start (errno), what was cut
+ *
+ * A command runs in a session (and process group) of its own, as the sandbox's user or, in
+ * a root sandbox, the one it names; at its time limit, or on 'K', every process of that
+ * session is killed. It is done once it has exited and its output pipes have ended, or
+ * 100 ms after its exit if something it left in the background still holds them. File
+ * operations run as commands too (a child that does not exec), so they have the same user,
+ * limits and errors. An end of stdin means the owner is gone: everything is killed. */
+
+#define LIVE_MAGIC "ASSAYL"
+#define MAX_SLOTS 64
+#define MAX_MESSAGE (4u << 20)
+#define MAX_PENDING (4u << 20)
+#define LINGER_MS 100
+#define KIND_EXEC 0
+#define KIND_WRITE 1
+#define KIND_READ 2
+/* Why a child could not start, sent over its error pipe with the errno. */
+#define FAIL_EXEC 1
+#define FAIL_USER 2
+#define FAIL_CWD 3
+#define FAIL_FILE 4
+#define FAIL_SETUP 5
+
+struct slot {
+    int used;
+    uint32_t id;
+    int kind;
+    pid_t pid;
+    int in_fd, out_fd, err_fd, fail_fd; /* -1 when closed */
+    char *pending; /* stdin not yet taken by the child */
+    size_t pending_length, pending_at;
+    int input_ended;
+    uint64_t cap; /* per stream */
+    uint64_t sent[2];
+    int cut[2];
+    long long deadline_ms, exited_ms;
+    int exited, status, timed_out, killed;
+    int fail_kind, fail_errno;
+};
+
+static struct slot slots[MAX_SLOTS];
+static char **base_env;
+
+static long long now_ms(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static void put32(unsigned char *at, uint32_t value) {
+    at[0] = (unsigned char)(value >> 24);
+    at[1] = (unsigned char)(value >> 16);
+    at[2] = (unsigned char)(value >> 8);
+    at[3] = (unsigned char)value;
+}
+
+static uint32_t get32(const unsigned char *at) {
+    return (uint32_t)at[0] << 24 | (uint32_t)at[1] << 16 | (uint32_t)at[2] << 8 | at[3];
+}
+
+static void send_message(char type, uint32_t id, const char *data, size_t length) {
+    unsigned char head[9];
+    head[0] = (unsigned char)type;
+    put32(head + 1, id);
+    put32(head + 5, (uint32_t)length);
+    write_all(1, (const char *)head, sizeof head);
+    if (length) write_all(1, data, length);
+}
+
+static struct slot *find_slot(uint32_t id) {
+    for (int i = 0; i < MAX_SLOTS; i++)
+        if (slots[i].used && slots[i].id == id) return &slots[i];
+    return NULL;
+}
+
+static void close_fd(int *fd) {
+    if (*fd >= 0) close(*fd);
+    *fd = -1;
+}
+
+/* Every process of session `sid` (a command's tree: its children stay in its session unless
+ * they make one of their own). */
+static void kill_session(pid_t sid) {
+    if (sid <= 1) return;
+    kill(-sid, SIGKILL);
+    DIR *proc = opendir("/proc");
+    if (proc == NULL) return;
+    struct dirent *entry;
+    while ((entry = readdir(proc)) != NULL) {
+        pid_t pid = (pid_t)atoi(entry->d_name);
+        if (pid <= 1) continue;
+        char path[64], line[512];
+        snprintf(path, sizeof path, "/proc/%d/stat", pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t got = read(fd, line, sizeof line - 1);
+        close(fd);
+        if (got <= 0) continue;
+        line[got] = 0;
+        char *after = strrchr(line, ')'); /* the name may hold spaces and parentheses */
+        int ppid, pgrp, session;
+        char state;
+        if (after != NULL && sscanf(after + 1, " %c %d %d %d", &state, &ppid, &pgrp, &session) == 4 &&
+            session == sid)
+            kill(pid, SIGKILL);
+    }
+    closedir(proc);
+}
+
+/* A user of /etc/passwd by name or uid: 0 if found. */
+static int lookup_user(const char *user, uid_t *uid, gid_t *gid, char *home, size_t room) {
+    FILE *passwd = fopen("/etc/passwd", "re");
+    if (passwd == NULL) return -1;
+    char line[1024];
+    int found = -1;
+    while (found != 0 && fgets(line, sizeof line, passwd) != NULL) {
+        char *fields[7];
+        char *cursor = line;
+        int count = 0;
+        for (; count < 7; count++) {
+            fields[count] = cursor;
+            char *colon = strchr(cursor, ':');
+            if (colon == NULL) break;
+            *colon = 0;
+            cursor = colon + 1;
+        }
+        if (count < 6) continue;
+        char *newline = strchr(fields[count < 7 ? count : 6], '\n');
+        if (newline != NULL) *newline = 0;
+        if (strcmp(fields[0], user) == 0 || strcmp(fields[2], user) == 0) {
+            *uid = (uid_t)strtoul(fields[2], NULL, 10);
+            *gid = (gid_t)strtoul(fields[3], NULL, 10);
+            snprintf(home, room, "%s", fields[5]);
+            found = 0;
+        }
+    }
+    fclose(passwd);
+    return found;
+}
+
+static void child_fail(int fail_fd, int kind, int error) {
+    int report[2] = {kind, error};
+    if (write(fail_fd, report, sizeof report) < 0) {
+    }
+    _exit(kind == FAIL_EXEC ? (error == ENOENT ? 127 : 126) : 126);
+}
+
+/* In the child: become `user` (a root sandbox only; "" keeps the sandbox's own). */
+static void become(const char *user, int fail_fd, char *home, size_t room) {
+    home[0] = 0;
+    if (user[0] == 0) return;
+    uid_t uid;
+    gid_t gid;
+    if (lookup_user(user, &uid, &gid, home, room) != 0) child_fail(fail_fd, FAIL_USER, ENOENT);
+    if (uid == getuid()) return;
+    if (setgroups(1, &gid) != 0 || setgid(gid) != 0 || setuid(uid) != 0)
+        child_fail(fail_fd, FAIL_USER, errno);
+}
+
+static void copy_fd(int from, int to, int fail_fd) {
+    char buffer[65536];
+    for (;;) {
+        ssize_t got = read(from, buffer, sizeof buffer);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) child_fail(fail_fd, FAIL_FILE, errno);
+        if (got == 0) return;
+        char *at = buffer;
+        while (got > 0) {
+            ssize_t put = write(to, at, (size_t)got);
+            if (put < 0 && errno == EINTR) continue;
+            if (put <= 0) child_fail(fail_fd, FAIL_FILE, put < 0 ? errno : EIO);
+            at += put;
+            got -= put;
+        }
+    }
+}
+
+struct command {
+    int kind;
+    char *argv[MAX_ARGS * 64 + 1];
+    char *env[4097];
+    char *cwd, *user, *path;
+    uint64_t max_size;
+};
+
+/* The child of a command: its pipes become fds 0-2; then exec (or the file operation). */
+static void start_child(struct command *command, int in, int out, int err, int fail_fd) {
+    setsid();
+    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) child_fail(fail_fd, FAIL_SETUP, errno);
+    close(child_signals);
+    sigprocmask(SIG_SETMASK, &original_mask, NULL);
+    int score = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (score >= 0) {
+        write_all(score, "1000", 4);
+        close(score);
+    }
+    char home[512];
+    become(command->user, fail_fd, home, sizeof home);
+    if (command->kind == KIND_WRITE) {
+        if (make_parents(command->path) != 0) child_fail(fail_fd, FAIL_FILE, errno);
+        int fd = open(command->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+        if (fd < 0) child_fail(fail_fd, FAIL_FILE, errno);
+        copy_fd(0, fd, fail_fd);
+        if (close(fd) != 0) child_fail(fail_fd, FAIL_FILE, errno);
+        _exit(0);
+    }
+    if (command->kind == KIND_READ) {
+        int fd = open(command->path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) child_fail(fail_fd, FAIL_FILE, errno);
+        struct stat info;
+        if (fstat(fd, &info) != 0) child_fail(fail_fd, FAIL_FILE, errno);
+        if (S_ISDIR(info.st_mode)) child_fail(fail_fd, FAIL_FILE, EISDIR);
+        if (S_ISREG(info.st_mode) && (uint64_t)info.st_size > command->max_size)
+            child_fail(fail_fd, FAIL_FILE, EFBIG);
+        copy_fd(fd, 1, fail_fd);
+        _exit(0);
+    }
+    if (command->cwd[0] != 0 && chdir(command->cwd) != 0) child_fail(fail_fd, FAIL_CWD, errno);
+    /* The sandbox's environment, then the command's (its names win). */
+    static char *merged[8192];
+    size_t count = 0;
+    for (char **e = base_env; *e != NULL && count < 4096; e++) {
+        size_t name = strcspn(*e, "=");
+        int overridden = 0;
+        for (char **o = command->env; *o != NULL; o++)
+            if (strncmp(*o, *e, name + 1) == 0) overridden = 1;
+        if (home[0] != 0 && strncmp(*e, "HOME=", 5) == 0) overridden = 1;
+        if (!overridden) merged[count++] = *e;
+    }
+    static char home_entry[520];
+    if (home[0] != 0) {
+        snprintf(home_entry, sizeof home_entry, "HOME=%s", home);
+        merged[count++] = home_entry;
+    }
+    for (char **o = command->env; *o != NULL && count < 8190; o++) merged[count++] = *o;
+    merged[count] = NULL;
+    environ = merged;
+    execvp(command->argv[0], command->argv);
+    child_fail(fail_fd, FAIL_EXEC, errno);
+}
+
+static const char *fail_name(int kind, int error) {
+    switch (kind) {
+    case FAIL_EXEC: return error == ENOENT ? "not_found" : "permission_denied";
+    case FAIL_USER: return "unknown_user";
+    case FAIL_CWD: return "bad_cwd";
+    case FAIL_FILE: return "file";
+    case FAIL_SETUP: return "setup";
+    default: return NULL;
+    }
+}
+
+/* Sends a slot's 'Z' and frees it, once it has exited and its pipes are done. */
+static void finish(struct slot *slot) {
+    char json[512], failure[64] = "null";
+    int code = WIFEXITED(slot->status) ? WEXITSTATUS(slot->status) : 128 + WTERMSIG(slot->status);
+    const char *name = fail_name(slot->fail_kind, slot->fail_errno);
+    if (name != NULL) snprintf(failure, sizeof failure, "\"%s\"", name);
+    char message[300] = "";
+    if (slot->fail_kind) json_escape(strerror(slot->fail_errno), message, sizeof message);
+    int size = snprintf(json, sizeof json,
+                        "{\"returncode\": %d, \"timed_out\": %s, \"killed\": %s, \"failure\": %s, "
+                        "\"errno\": %d, \"error\": \"%s\", \"stdout_bytes\": %llu, "
+                        "\"stderr_bytes\": %llu, \"stdout_truncated\": %s, \"stderr_truncated\": %s}",
+                        code, slot->timed_out ? "true" : "false", slot->killed ? "true" : "false",
+                        failure, slot->fail_errno, message, (unsigned long long)slot->sent[0],
+                        (unsigned long long)slot->sent[1], slot->cut[0] ? "true" : "false",
+                        slot->cut[1] ? "true" : "false");
+    send_message('Z', slot->id, json, size > 0 ? (size_t)size : 0);
+    close_fd(&slot->in_fd);
+    close_fd(&slot->out_fd);
+    close_fd(&slot->err_fd);
+    close_fd(&slot->fail_fd);
+    free(slot->pending);
+    memset(slot, 0, sizeof *slot);
+}
+
+/* The fields of a payload: 4-byte length + bytes each, NUL-terminated in place (the payload
+ * has a spare byte after each field: its length prefix of the next, already read). */
+static int take_field(unsigned char *payload, size_t size, size_t *at, char **field, size_t *length) {
+    if (*at + 4 > size) return -1;
+    *length = get32(payload + *at);
+    *at += 4;
+    if (*length > size - *at) return -1;
+    *field = (char *)payload + *at;
+    *at += *length;
+    return 0;
+}
+
+static int split_block(char *block, size_t length, char **out, size_t most) {
+    size_t count = 0, at = 0;
+    while (at < length) {
+        char *end = memchr(block + at, 0, length - at);
+        if (end == NULL || count >= most) return -1;
+        out[count++] = block + at;
+        at = (size_t)(end - block) + 1;
+    }
+    out[count] = NULL;
+    return 0;
+}
+
+/* Starts a command from its 'X', 'W' or 'R' payload (kept: its strings are used by the child
+ * only, before exec). */
+static void start_command(char type, uint32_t id, unsigned char *payload, size_t size) {
+    static struct command command;
+    memset(&command, 0, sizeof command);
+    struct slot *slot = NULL;
+    for (int i = 0; i < MAX_SLOTS && slot == NULL; i++)
+        if (!slots[i].used) slot = &slots[i];
+    char *fields[4];
+    size_t lengths[4], at = 0;
+    int nfields = type == 'X' ? 4 : 2;
+    int bad = find_slot(id) != NULL;
+    for (int i = 0; i < nfields && !bad; i++)
+        bad = take_field(payload, size, &at, &fields[i], &lengths[i]) != 0;
+    uint32_t timeout_ms = 0, cap = 0;
+    int has_input = 0;
+    if (!bad && at + 4 <= size) timeout_ms = get32(payload + at), at += 4;
+    else bad = 1;
+    if (!bad && type == 'X') {
+        if (at + 5 > size) bad = 1;
+        else cap = get32(payload + at), has_input = payload[at + 4], at += 5;
+    } else if (!bad && type == 'R') {
+        if (at + 8 > size) bad = 1;
+        else command.max_size = (uint64_t)get32(payload + at) << 32 | get32(payload + at + 4);
+    }
+    /* NUL-terminate the string fields: copy them, the payload has no room. */
+    char *strings[4] = {NULL, NULL, NULL, NULL};
+    for (int i = 0; i < nfields && !bad; i++) {
+        strings[i] = malloc(lengths[i] + 2);
+        if (strings[i] == NULL) bad = 1;
+        else {
+            memcpy(strings[i], fields[i], lengths[i]);
+            strings[i][lengths[i]] = 0;
+            strings[i][lengths[i] + 1] = 0;
+        }
+    }
+    if (!bad && type == 'X') {
+        bad = split_block(strings[0], lengths[0], command.argv, sizeof command.argv / sizeof *command.argv - 1) != 0 ||
+              command.argv[0] == NULL ||
+              split_block(strings[1], lengths[1], command.env, sizeof command.env / sizeof *command.env - 1) != 0;
+        command.cwd = strings[2];
+        command.user = strings[3];
+        command.kind = KIND_EXEC;
+    } else if (!bad) {
+        command.path = strings[0];
+        command.user = strings[1];
+        command.kind = type == 'W' ? KIND_WRITE : KIND_READ;
+        command.cwd = "";
+        bad = command.path[0] == 0;
+        has_input = type == 'W';
+        cap = 0xffffffffu;
+    }
+    int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, fail[2] = {-1, -1};
+    if (!bad && slot == NULL) {
+        const char *json = "{\"returncode\": 126, \"failure\": \"setup\", \"errno\": 11, \"error\": \"too many commands at once\"}";
+        send_message('Z', id, json, strlen(json));
+        bad = 2;
+    }
+    if (!bad && (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0 ||
+                 pipe2(fail, O_CLOEXEC) != 0))
+        bad = 3;
+    pid_t pid = -1;
+    if (!bad) {
+        pid = fork();
+        if (pid == 0) {
+            close(in[1]);
+            close(out[0]);
+            close(err[0]);
+            close(fail[0]);
+            start_child(&command, in[0], out[1], err[1], fail[1]);
+        }
+        if (pid < 0) bad = 3;
+    }
+    if (bad == 1) {
+        const char *json = "{\"returncode\": 126, \"failure\": \"setup\", \"errno\": 22, \"error\": \"malformed command\"}";
+        send_message('Z', id, json, strlen(json));
+    } else if (bad == 3) {
+        char json[256], message[128];
+        json_escape(strerror(errno), message, sizeof message);
+        snprintf(json, sizeof json, "{\"returncode\": 126, \"failure\": \"setup\", \"errno\": %d, \"error\": \"%s\"}", errno, message);
+        send_message('Z', id, json, strlen(json));
+    }
+    for (int i = 0; i < 4; i++) free(strings[i]);
+    close(in[0]);
+    close(out[1]);
+    close(err[1]);
+    close(fail[1]);
+    if (bad) {
+        close(in[1]);
+        close(out[0]);
+        close(err[0]);
+        close(fail[0]);
+        return;
+    }
+    memset(slot, 0, sizeof *slot);
+    slot->used = 1;
+    slot->id = id;
+    slot->kind = command.kind;
+    slot->pid = pid;
+    slot->out_fd = out[0];
+    slot->err_fd = err[0];
+    slot->fail_fd = fail[0];
+    slot->in_fd = in[1];
+    fcntl(in[1], F_SETFL, O_NONBLOCK);
+    slot->cap = cap;
+    slot->input_ended = !has_input;
+    if (!has_input) close_fd(&slot->in_fd);
+    slot->deadline_ms = timeout_ms ? now_ms() + timeout_ms : 0;
+}
+
+static void kill_slot(struct slot *slot, int timed_out) {
+    if (slot->exited && slot->killed) return;
+    if (timed_out) slot->timed_out = 1;
+    else slot->killed = 1;
+    kill_session(slot->pid);
+    slot->deadline_ms = 0;
+    free(slot->pending);
+    slot->pending = NULL;
+    slot->pending_length = slot->pending_at = 0;
+    close_fd(&slot->in_fd);
+}
+
+static size_t pending_total(void) {
+    size_t total = 0;
+    for (int i = 0; i < MAX_SLOTS; i++)
+        if (slots[i].used) total += slots[i].pending_length - slots[i].pending_at;
+    return total;
+}
+
+/* Reads one message from the engine and acts on it; -1 when the owner is gone. */
+static int take_message(void) {
+    unsigned char head[9];
+    if (read_exact((char *)head, sizeof head) != 0) return -1;
+    uint32_t id = get32(head + 1), length = get32(head + 5);
+    if (length > MAX_MESSAGE) return -1;
+    unsigned char *payload = malloc(length + 1);
+    if (payload == NULL || read_exact((char *)payload, length) != 0) {
+        free(payload);
+        return -1;
+    }
+    struct slot *slot = find_slot(id);
+    switch (head[0]) {
+    case 'X':
+    case 'W':
+    case 'R':
+        start_command((char)head[0], id, payload, length);
+        break;
+    case 'I':
+        if (slot != NULL && slot->in_fd >= 0 && !slot->input_ended && length > 0) {
+            size_t left = slot->pending_length - slot->pending_at;
+            if (left == 0) {
+                free(slot->pending);
+                slot->pending = (char *)payload;
+                slot->pending_length = length;
+                slot->pending_at = 0;
+                payload = NULL;
+            } else {
+                char *joined = malloc(left + length);
+                if (joined != NULL) {
+                    memcpy(joined, slot->pending + slot->pending_at, left);
+                    memcpy(joined + left, payload, length);
+                    free(slot->pending);
+                    slot->pending = joined;
+                    slot->pending_length = left + length;
+                    slot->pending_at = 0;
+                }
+            }
+        }
+        break;
+    case 'E':
+        if (slot != NULL) {
+            slot->input_ended = 1;
+            if (slot->pending_length == slot->pending_at) close_fd(&slot->in_fd);
+        }
+        break;
+    case 'K':
+        if (slot != NULL) kill_slot(slot, 0);
+        break;
+    default:
+        free(payload);
+        return -1;
+    }
+    free(payload);
+    return 0;
+}
+
+/* Moves a child's output to the engine (what is over its cap is read and dropped). */
+static void forward(struct slot *slot, int which) {
+    int *fd = which == 0 ? &slot->out_fd : &slot->err_fd;
+    char buffer[65536];
+    ssize_t got = read(*fd, buffer, sizeof buffer);
+    if (got < 0 && (errno == EINTR || errno == EAGAIN)) return;
+    if (got <= 0) {
+        close_fd(fd);
+        return;
+    }
+    uint64_t room = slot->sent[which] < slot->cap ? slot->cap - slot->sent[which] : 0;
+    size_t send = (uint64_t)got < room ? (size_t)got : (size_t)room;
+    if (send < (size_t)got) slot->cut[which] = 1;
+    if (send) send_message(which == 0 ? 'O' : 'e', slot->id, buffer, send);
+    slot->sent[which] += send;
+}
+
+static int run_live(void) {
+    if (getpid() != 1) {
+        say("assay: live mode runs only as a sandbox's PID 1\n");
+        return SETUP_FAILED;
+    }
+    base_env = environ;
+    signal(SIGPIPE, SIG_IGN);
+    {
+        char json[900], escaped[700];
+        json_escape(isolation_error, escaped, sizeof escaped);
+        int size = snprintf(json, sizeof json, "{\"setup_error\": %s%s%s, %s}",
+                            isolation_error[0] ? "\"" : "", isolation_error[0] ? escaped : "null",
+                            isolation_error[0] ? "\"" : "", facts);
+        send_message('H', 0, json, (size_t)size);
+    }
+    if (isolation_error[0] != 0) {
+        /* Nothing runs here: the engine removes this sandbox. Wait for it. */
+        char sink[4096];
+        while (read(0, sink, sizeof sink) > 0) {
+        }
+        return SETUP_FAILED;
+    }
+    struct pollfd watched[2 + MAX_SLOTS * 4];
+    struct slot *owners[2 + MAX_SLOTS * 4];
+    int roles[2 + MAX_SLOTS * 4];
+    for (;;) {
+        int count = 0;
+        long long now = now_ms(), wait = -1;
+        watched[count] = (struct pollfd){child_signals, POLLIN, 0};
+        owners[count] = NULL;
+        roles[count++] = 0;
+        if (pending_total() < MAX_PENDING) {
+            watched[count] = (struct pollfd){0, POLLIN, 0};
+            owners[count] = NULL;
+            roles[count++] = 1;
+        }
+        for (int i = 0; i < MAX_SLOTS; i++) {
+            struct slot *slot = &slots[i];
+            if (!slot->used) continue;
+            if (slot->exited && slot->out_fd < 0 && slot->err_fd < 0) {
+                finish(slot);
+                continue;
+            }
+            if (slot->exited && now - slot->exited_ms >= LINGER_MS) {
+                /* Something it left in the background holds its output: done without it. */
+                close_fd(&slot->out_fd);
+                close_fd(&slot->err_fd);
+                finish(slot);
+                continue;
+            }
+            if (slot->deadline_ms && now >= slot->deadline_ms) kill_slot(slot, 1);
+            long long until = -1;
+            if (slot->deadline_ms) until = slot->deadline_ms - now;
+            if (slot->exited) until = LINGER_MS - (now - slot->exited_ms);
+            if (until >= 0 && (wait < 0 || until < wait)) wait = until;
+            int fds[3] = {slot->out_fd, slot->err_fd, slot->fail_fd};
+            for (int k = 0; k < 3; k++)
+                if (fds[k] >= 0) {
+                    watched[count] = (struct pollfd){fds[k], POLLIN, 0};
+                    owners[count] = slot;
+                    roles[count++] = 2 + k;
+                }
+            if (slot->in_fd >= 0 && slot->pending_length > slot->pending_at) {
+                watched[count] = (struct pollfd){slot->in_fd, POLLOUT, 0};
+                owners[count] = slot;
+                roles[count++] = 5;
+            }
+        }
+        if (poll(watched, (nfds_t)count, (int)(wait < 0 ? -1 : wait + 1)) < 0) {
+            if (errno == EINTR) continue;
+            return SETUP_FAILED;
+        }
+        for (int i = 0; i < count; i++) {
+            if (!watched[i].revents) continue;
+            struct slot *slot = owners[i];
+            switch (roles[i]) {
+            case 0: {
+                struct signalfd_siginfo info;
+                while (read(child_signals, &info, sizeof info) > 0) {
+                }
+                int status;
+                pid_t pid;
+                while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+                    for (int j = 0; j < MAX_SLOTS; j++)
+                        if (slots[j].used && slots[j].pid == pid && !slots[j].exited) {
+                            slots[j].exited = 1;
+                            slots[j].status = status;
+                            slots[j].exited_ms = now_ms();
+                            if (slots[j].timed_out || slots[j].killed) kill_session(pid);
+                            slots[j].deadline_ms = 0;
+                        }
+                break;
+            }
+            case 1:
+                if (take_message() != 0) owner_gone(0);
+                break;
+            case 2:
+            case 3:
+                if (slot->used) forward(slot, roles[i] - 2);
+                break;
+            case 4: {
+                int report[2];
+                ssize_t got = read(slot->fail_fd, report, sizeof report);
+                if (got == (ssize_t)sizeof report) {
+                    slot->fail_kind = report[0];
+                    slot->fail_errno = report[1];
+                }
+                close_fd(&slot->fail_fd);
+                break;
+            }
+            case 5: {
+                if (slot->in_fd < 0) break;
+                ssize_t put = write(slot->in_fd, slot->pending + slot->pending_at,
+                                    slot->pending_length - slot->pending_at);
+                if (put > 0) slot->pending_at += (size_t)put;
+                else if (put < 0 && errno != EAGAIN && errno != EINTR) {
+                    /* It closed its stdin: the rest is dropped. */
+                    slot->pending_at = slot->pending_length;
+                    slot->input_ended = 1;
+                }
+                if (slot->pending_at == slot->pending_length) {
+                    free(slot->pending);
+                    slot->pending = NULL;
+                    slot->pending_length = slot->pending_at = 0;
+                    if (slot->input_ended) close_fd(&slot->in_fd);
+                }
+                break;
+            }
+            }
+        }
+    }
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     (void)argv;
@@ -668,6 +1326,7 @@ int main(int argc, char **argv) {
         return SETUP_FAILED;
     }
     if (memcmp(magic, BATCH_MAGIC, MAGIC_SIZE) == 0) return run_batch();
+    if (memcmp(magic, LIVE_MAGIC, MAGIC_SIZE) == 0) return run_live();
     if (memcmp(magic, SINGLE_MAGIC, MAGIC_SIZE) != 0) {
         say("assay: bad sandbox header\n");
         return SETUP_FAILED;

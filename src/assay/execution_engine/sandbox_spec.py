@@ -12,7 +12,7 @@ attach ends (the lifeline), and labels saying which engine and which process own
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from assay.config import ExecutionSettings
 from assay.execution_engine.isolation import Isolation
@@ -20,14 +20,19 @@ from assay.execution_engine.isolation import Isolation
 __all__ = [
     "INIT_PATH",
     "LABEL_ENGINE",
+    "LABEL_LIVE",
     "LABEL_MANAGED",
     "LABEL_OWNER",
     "LABEL_SANDBOX",
+    "LIVE_SCRATCH",
+    "ROOT_CAPABILITIES",
     "SANDBOX_ENV",
     "SANDBOX_UID",
     "WORKDIR",
+    "LiveLimits",
     "Profile",
     "SandboxSpec",
+    "live_sandbox_spec",
     "sandbox_spec",
 ]
 
@@ -155,3 +160,69 @@ def sandbox_spec(
         "HostConfig": host_config,
     }
     return SandboxSpec(name=name, config=config)
+
+
+#: Marks a live sandbox (``/api/v1/sandboxes``): many commands, one after another.
+LABEL_LIVE = "assay.live"
+#: A live sandbox's writable directories: tmpfs, exec allowed (agents build and run there).
+LIVE_SCRATCH = (WORKDIR, "/tmp", "/var/tmp")  # noqa: S108
+#: What a root live sandbox may do beyond an unprivileged one: become another user.
+ROOT_CAPABILITIES = ("SETUID", "SETGID")
+
+
+def live_sandbox_spec(
+    settings: ExecutionSettings,
+    sandbox: LiveLimits,
+    *,
+    isolation: Isolation,
+    owner: str,
+    token: str,
+) -> SandboxSpec:
+    """A live sandbox's container: an evaluation sandbox's hardening (no network, read-only
+    root, no capabilities, no-new-privileges, the seccomp profile, the runtime, the lifeline
+    on stdin, AutoRemove) with its own limits, and three bounded tmpfs mounts for its
+    writes. A root one runs as uid 0 with only SETUID and SETGID, to run commands as others.
+    """
+    live = settings.sandboxes
+    spec = sandbox_spec(
+        settings,
+        Profile(sandbox.memory_mb, sandbox.cpus),
+        isolation=isolation,
+        owner=owner,
+        token=token,
+    )
+    config = spec.config
+    host = config["HostConfig"]
+    root = sandbox.user == "root"
+    uid = 0 if root else SANDBOX_UID
+    owned = f"uid={uid},gid={uid}"
+    host["Tmpfs"] = {
+        WORKDIR: f"rw,exec,nosuid,nodev,size={live.workspace_size_mb}m,{owned},mode=0755",
+        "/tmp": f"rw,exec,nosuid,nodev,size={live.tmp_size_mb}m,mode=1777",  # noqa: S108
+        "/var/tmp": f"rw,exec,nosuid,nodev,size={live.tmp_size_mb}m,mode=1777",  # noqa: S108
+    }
+    fsize = max(live.workspace_size_mb, live.tmp_size_mb) * _MIB
+    host["Ulimits"] = [
+        {"Name": "nofile", "Soft": 4096, "Hard": 4096},
+        {"Name": "fsize", "Soft": fsize, "Hard": fsize},
+        {"Name": "core", "Soft": 0, "Hard": 0},
+    ]
+    host["PidsLimit"] = sandbox.pids_limit
+    if root:
+        host["CapAdd"] = list(ROOT_CAPABILITIES)
+    config["User"] = f"{uid}:{uid}"
+    config["Labels"] = {**config["Labels"], LABEL_LIVE: "true"}
+    return spec
+
+
+class LiveLimits(Protocol):
+    """What a live sandbox's container is created with (``ResolvedSandbox`` has it)."""
+
+    @property
+    def memory_mb(self) -> int: ...
+    @property
+    def cpus(self) -> float: ...
+    @property
+    def pids_limit(self) -> int: ...
+    @property
+    def user(self) -> str: ...

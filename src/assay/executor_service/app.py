@@ -53,6 +53,7 @@ from assay.execution_engine.protocol import (
     output_line,
     result_line,
 )
+from assay.executor_service.sandboxes import add_sandbox_routes
 from assay.monitoring import PoolCollector
 
 __all__ = ["create_executor_app"]
@@ -255,6 +256,7 @@ def create_executor_app(engine: ExecutionInterface, *, token: str, capacity: int
     app.add_middleware(_RequireToken, token=token, open_paths={HEALTH_PATH})
     install_error_handlers(app)  # the platform's, so both answer an error alike
     _add_status_routes(app, slots, health)
+    add_sandbox_routes(app, engine)
 
     @app.post(EXECUTIONS_PATH, response_model=ExecutionResult)
     async def execute(
