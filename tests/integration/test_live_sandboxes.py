@@ -19,9 +19,15 @@ from assay.errors import (
     SandboxPermissionError,
     UserUnsupportedError,
 )
-from assay.execution_engine import CommandRequest, EndReason, ExecFailure, SandboxRequest
-from assay.execution_engine.docker_engine import DockerEngine
-from tests.conftest import started_engine
+from assay.execution_engine import (
+    CommandRequest,
+    EndReason,
+    ExecFailure,
+    ExecutionInterface,
+    SandboxRequest,
+)
+from assay.execution_engine.remote import RemoteExecutionEngine
+from tests.conftest import EXECUTOR_TOKEN, leftover_containers, running_executor, started_engine
 from tests.sandbox import TEST_RUNTIME, make_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -29,15 +35,26 @@ pytestmark = [pytest.mark.docker, pytest.mark.integration, pytest.mark.asyncio(l
 _MIB = 1024 * 1024
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def engine() -> AsyncIterator[DockerEngine]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["local", "remote"])
+async def engine(request: pytest.FixtureRequest) -> AsyncIterator[ExecutionInterface]:
+    """The Docker engine itself, or the platform's remote engine in front of an executor
+    service that runs one (Phase 1: the platform never touches Docker)."""
     settings = make_settings(pool={"size": 0}, sandboxes={"pool_size": 1})
-    async with started_engine(settings) as local:
-        yield local
+    if request.param == "local":
+        async with started_engine(settings) as local:
+            yield local
+        return
+    async with running_executor(settings) as url:
+        remote = RemoteExecutionEngine([url], token=EXECUTOR_TOKEN, settings=settings)
+        try:
+            yield remote
+        finally:
+            await remote.close()
+    assert leftover_containers(settings.engine_id) == [], "a sandbox container was left behind"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def sandbox(engine: DockerEngine) -> str:
+async def sandbox(engine: ExecutionInterface) -> str:
     return (await engine.create_sandbox(SandboxRequest())).id
 
 
@@ -46,7 +63,7 @@ def run(*argv: str, **fields: object) -> CommandRequest:
 
 
 async def test_a_command_runs_and_its_output_comes_back_byte_for_byte(
-    engine: DockerEngine, sandbox: str
+    engine: ExecutionInterface, sandbox: str
 ) -> None:
     result = await engine.exec_command(
         sandbox, run("sh", "-c", r"printf 'a\377\000b'; printf err >&2; exit 3")
@@ -55,7 +72,7 @@ async def test_a_command_runs_and_its_output_comes_back_byte_for_byte(
     assert not result.timed_out and result.exec_failure is None
 
 
-async def test_stdin_env_and_cwd(engine: DockerEngine, sandbox: str) -> None:
+async def test_stdin_env_and_cwd(engine: ExecutionInterface, sandbox: str) -> None:
     payload = bytes(range(256)) * 4096
     counted = await engine.exec_command(sandbox, run("wc", "-c", input=payload))
     assert counted.stdout.strip() == str(len(payload)).encode()
@@ -68,7 +85,7 @@ async def test_stdin_env_and_cwd(engine: DockerEngine, sandbox: str) -> None:
     assert there.stdout == b"/usr/bin\n"
 
 
-async def test_commands_that_cannot_start_say_why(engine: DockerEngine, sandbox: str) -> None:
+async def test_commands_that_cannot_start_say_why(engine: ExecutionInterface, sandbox: str) -> None:
     missing = await engine.exec_command(sandbox, run("no-such-program"))
     assert (missing.returncode, missing.exec_failure) == (127, ExecFailure.NOT_FOUND)
     assert b"no-such-program" in missing.stderr
@@ -79,7 +96,7 @@ async def test_commands_that_cannot_start_say_why(engine: DockerEngine, sandbox:
 
 
 async def test_a_timed_out_command_has_its_whole_tree_killed(
-    engine: DockerEngine, sandbox: str
+    engine: ExecutionInterface, sandbox: str
 ) -> None:
     began = time.monotonic()
     result = await engine.exec_command(
@@ -94,7 +111,7 @@ async def test_a_timed_out_command_has_its_whole_tree_killed(
 
 
 async def test_background_processes_outlive_a_command_that_ends(
-    engine: DockerEngine, sandbox: str
+    engine: ExecutionInterface, sandbox: str
 ) -> None:
     """A server an agent starts in the background keeps running; the command that started
     it returns at once though the server holds its output."""
@@ -106,7 +123,7 @@ async def test_background_processes_outlive_a_command_that_ends(
     await engine.exec_command(sandbox, run("pkill", "-f", "sleep 60"))
 
 
-async def test_commands_run_at_once(engine: DockerEngine, sandbox: str) -> None:
+async def test_commands_run_at_once(engine: ExecutionInterface, sandbox: str) -> None:
     began = time.monotonic()
     results = await asyncio.gather(
         *(engine.exec_command(sandbox, run("sleep", "1")) for _ in range(4))
@@ -115,7 +132,9 @@ async def test_commands_run_at_once(engine: DockerEngine, sandbox: str) -> None:
     assert time.monotonic() - began < 3
 
 
-async def test_output_streams_while_the_command_runs(engine: DockerEngine, sandbox: str) -> None:
+async def test_output_streams_while_the_command_runs(
+    engine: ExecutionInterface, sandbox: str
+) -> None:
     seen: list[tuple[str, bytes, float]] = []
     began = time.monotonic()
     result = await engine.exec_command(
@@ -127,7 +146,7 @@ async def test_output_streams_while_the_command_runs(engine: DockerEngine, sandb
     assert seen[0][:2] == ("stdout", b"one\n") and seen[0][2] < 0.9
 
 
-async def test_output_is_capped_per_stream(engine: DockerEngine, sandbox: str) -> None:
+async def test_output_is_capped_per_stream(engine: ExecutionInterface, sandbox: str) -> None:
     result = await engine.exec_command(
         sandbox, run("sh", "-c", "head -c 100000 /dev/zero", output_limit_bytes=1000)
     )
@@ -135,7 +154,9 @@ async def test_output_is_capped_per_stream(engine: DockerEngine, sandbox: str) -
     assert not result.stderr_truncated and result.returncode == 0
 
 
-async def test_files_round_trip_and_fail_distinctly(engine: DockerEngine, sandbox: str) -> None:
+async def test_files_round_trip_and_fail_distinctly(
+    engine: ExecutionInterface, sandbox: str
+) -> None:
     data = bytes(range(256)) * (50 * _MIB // 256)
     written = await engine.write_file(sandbox, "deep/dir/blob.bin", data)
     assert (written.path, written.size) == ("/workspace/deep/dir/blob.bin", len(data))
@@ -160,7 +181,7 @@ async def test_files_round_trip_and_fail_distinctly(engine: DockerEngine, sandbo
 
 
 async def test_an_unprivileged_sandbox_refuses_other_users(
-    engine: DockerEngine, sandbox: str
+    engine: ExecutionInterface, sandbox: str
 ) -> None:
     same = await engine.exec_command(sandbox, run("id", "-u", user="sandbox"))
     assert same.stdout == b"10001\n"
@@ -168,7 +189,7 @@ async def test_an_unprivileged_sandbox_refuses_other_users(
         await engine.exec_command(sandbox, run("id", user="root"))
 
 
-async def test_a_root_sandbox_runs_commands_as_any_user(engine: DockerEngine) -> None:
+async def test_a_root_sandbox_runs_commands_as_any_user(engine: ExecutionInterface) -> None:
     info = await engine.create_sandbox(SandboxRequest(user="root"))
     try:
         root = await engine.exec_command(info.id, run("id", "-u"))
@@ -189,7 +210,7 @@ async def test_a_root_sandbox_runs_commands_as_any_user(engine: DockerEngine) ->
         await engine.delete_sandbox(info.id)
 
 
-async def test_hardening_holds_in_a_live_sandbox(engine: DockerEngine, sandbox: str) -> None:
+async def test_hardening_holds_in_a_live_sandbox(engine: ExecutionInterface, sandbox: str) -> None:
     caps = await engine.exec_command(sandbox, run("grep", "Cap[EP][fr][fm]", "/proc/self/status"))
     assert all(line.endswith(b"0000000000000000") for line in caps.stdout.splitlines()), caps
     net = await engine.exec_command(sandbox, run("cat", "/proc/net/dev"))
@@ -211,7 +232,7 @@ async def test_hardening_holds_in_a_live_sandbox(engine: DockerEngine, sandbox: 
     assert after.stdout == b"alive\n"
 
 
-async def test_memory_and_disk_are_bounded(engine: DockerEngine) -> None:
+async def test_memory_and_disk_are_bounded(engine: ExecutionInterface) -> None:
     info = await engine.create_sandbox(SandboxRequest(memory_mb=128))
     try:
         hog = await engine.exec_command(
@@ -228,7 +249,7 @@ async def test_memory_and_disk_are_bounded(engine: DockerEngine) -> None:
         await engine.delete_sandbox(info.id)
 
 
-async def test_a_deleted_sandbox_is_gone(engine: DockerEngine) -> None:
+async def test_a_deleted_sandbox_is_gone(engine: ExecutionInterface) -> None:
     info = await engine.create_sandbox(SandboxRequest(labels={"k": "v"}))
     assert info.state == "running" and info.labels == {"k": "v"}
     assert info.id in [s.id for s in await engine.list_sandboxes()]
@@ -241,7 +262,7 @@ async def test_a_deleted_sandbox_is_gone(engine: DockerEngine) -> None:
         await engine.sandbox("sbx-0000000000000000")
 
 
-async def test_the_second_sandbox_comes_warm(engine: DockerEngine) -> None:
+async def test_the_second_sandbox_comes_warm(engine: ExecutionInterface) -> None:
     first = await engine.create_sandbox(SandboxRequest())
     await engine.delete_sandbox(first.id)
     deadline = time.monotonic() + 30
@@ -255,7 +276,7 @@ async def test_the_second_sandbox_comes_warm(engine: DockerEngine) -> None:
         await engine.delete_sandbox(second.id)
 
 
-async def test_idle_and_lifetime_limits_end_a_sandbox(engine: DockerEngine) -> None:
+async def test_idle_and_lifetime_limits_end_a_sandbox(engine: ExecutionInterface) -> None:
     idle = await engine.create_sandbox(SandboxRequest(idle_timeout_seconds=2))
     old = await engine.create_sandbox(SandboxRequest(lifetime_seconds=3))
     for _ in range(4):  # kept busy: never idle, but not younger

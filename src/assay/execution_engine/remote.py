@@ -43,6 +43,13 @@ from assay.execution_engine.interface import (
     PoolStats,
     describe_languages,
 )
+from assay.execution_engine.live import (
+    CommandRequest,
+    CommandResult,
+    FileWritten,
+    SandboxInfo,
+    SandboxRequest,
+)
 from assay.execution_engine.models import (
     ExecutionRequest,
     ExecutionResult,
@@ -60,6 +67,7 @@ from assay.execution_engine.protocol import (
     STREAM_PATH,
     decode_output,
 )
+from assay.execution_engine.remote_sandboxes import RemoteSandboxes
 
 __all__ = ["RemoteExecutionEngine"]
 
@@ -108,6 +116,9 @@ class RemoteExecutionEngine(ExecutionInterface):
         self._recheck = recheck_seconds
         self._capacity_ttl = capacity_ttl_seconds
         self._next = 0
+        self._sandboxes = RemoteSandboxes(
+            self._http, [e.url for e in self._executors], self._choose_url, settings
+        )
 
     async def start(self) -> None:
         await self._refresh(force=True)
@@ -232,6 +243,40 @@ class RemoteExecutionEngine(ExecutionInterface):
         executor.healthy = False
         executor.detail = detail
         executor.checked_at = time.monotonic()
+
+    # -- live sandboxes (remote_sandboxes.py) -----------------------------------------------
+
+    async def create_sandbox(self, request: SandboxRequest) -> SandboxInfo:
+        return await self._sandboxes.create(request)
+
+    async def sandbox(self, sandbox_id: str) -> SandboxInfo:
+        return await self._sandboxes.get(sandbox_id)
+
+    async def list_sandboxes(self) -> list[SandboxInfo]:
+        return await self._sandboxes.running()
+
+    async def exec_command(
+        self, sandbox_id: str, command: CommandRequest, *, on_output: OutputCallback | None = None
+    ) -> CommandResult:
+        return await self._sandboxes.exec(sandbox_id, command, on_output)
+
+    async def write_file(
+        self, sandbox_id: str, path: str, data: bytes, *, user: str | None = None
+    ) -> FileWritten:
+        return await self._sandboxes.write_file(sandbox_id, path, data, user)
+
+    async def read_file(
+        self, sandbox_id: str, path: str, *, max_bytes: int, user: str | None = None
+    ) -> bytes:
+        return await self._sandboxes.read_file(sandbox_id, path, max_bytes, user)
+
+    async def delete_sandbox(self, sandbox_id: str) -> SandboxInfo:
+        return await self._sandboxes.delete(sandbox_id)
+
+    async def _choose_url(self) -> str | None:
+        """The executor for a new live sandbox: a healthy one, the least busy."""
+        executor = await self._choose()
+        return executor.url if executor is not None else None
 
     async def _choose(self) -> _Executor | None:
         if len(self._executors) == 1 and self._executors[0].healthy:
