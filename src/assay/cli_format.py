@@ -1,16 +1,29 @@
 """How the command line shows a verdict, for a local result or a stored evaluation alike;
-and the program options that ``assay run`` and ``assay submit`` share."""
+the program options that ``assay run`` and ``assay submit`` share; and how ``assay sandbox``
+shows live sandboxes and their events."""
 
 from __future__ import annotations
 
 import argparse
 import enum
+import json
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from assay.api.schemas import SandboxEventOut, SandboxOut
 from assay.execution_engine import load_languages
 
-__all__ = ["add_program_options", "program_fields", "verdict_line"]
+__all__ = [
+    "add_program_options",
+    "event_line",
+    "program_fields",
+    "sandbox_details",
+    "sandbox_table",
+    "span",
+    "verdict_line",
+]
 
 
 def add_program_options(parser: argparse.ArgumentParser) -> None:
@@ -103,3 +116,85 @@ def verdict_line(result: Verdict) -> str:
     if result.error:
         parts.append(result.error)
     return ", ".join(parts)
+
+
+def span(seconds: float) -> str:
+    """A duration as a person reads it: ``42s``, ``5m``, ``3h10m``, ``2d4h``."""
+    whole = max(0, int(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m"
+    if whole < 86400:
+        hours, minutes = divmod(whole // 60, 60)
+        return f"{hours}h{minutes}m" if minutes else f"{hours}h"
+    days, hours = divmod(whole // 3600, 24)
+    return f"{days}d{hours}h" if hours else f"{days}d"
+
+
+def _state(sandbox: SandboxOut) -> str:
+    if sandbox.state == "ended" and sandbox.end_reason is not None:
+        return f"ended ({sandbox.end_reason.value})"
+    return sandbox.state
+
+
+def _label_text(labels: dict[str, str]) -> str:
+    return ",".join(f"{key}={value}" for key, value in labels.items())
+
+
+def sandbox_table(sandboxes: Sequence[SandboxOut], now: datetime) -> list[str]:
+    """``assay sandbox ls``: a header and one aligned row per sandbox (id, state, age,
+    idle-expires, commands, labels)."""
+    rows = [("ID", "STATE", "AGE", "IDLE-EXPIRES", "COMMANDS", "LABELS")]
+    for sandbox in sandboxes:
+        expires = sandbox.expires_at - now
+        rows.append(
+            (
+                sandbox.id,
+                _state(sandbox),
+                span((now - sandbox.created_at).total_seconds()),
+                f"in {span(expires.total_seconds())}" if sandbox.state == "running" else "-",
+                str(sandbox.commands),
+                _label_text(sandbox.labels),
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, [*widths, 0], strict=True)).rstrip()
+        for row in rows
+    ]
+
+
+def sandbox_details(sandbox: SandboxOut, now: datetime) -> list[str]:
+    """``assay sandbox show``: one ``name: value`` line per fact."""
+    age = span((now - sandbox.created_at).total_seconds())
+    idle, lifetime = span(sandbox.idle_timeout_seconds), span(sandbox.lifetime_seconds)
+    lines = [
+        f"id:        {sandbox.id}",
+        f"state:     {_state(sandbox)}",
+        f"created:   {sandbox.created_at:%Y-%m-%d %H:%M:%S} ({age} ago)",
+    ]
+    if sandbox.ended_at is not None:
+        lines.append(f"ended:     {sandbox.ended_at:%Y-%m-%d %H:%M:%S}")
+    else:
+        lines.append(
+            f"expires:   {sandbox.expires_at:%Y-%m-%d %H:%M:%S} unless used "
+            f"(idle {idle}, lifetime {lifetime})"
+        )
+    warm = "yes" if sandbox.warm else "no"
+    language = f" ({sandbox.language})" if sandbox.language else ""
+    lines += [
+        f"limits:    {sandbox.memory_mb} MiB, {sandbox.cpus:g} cpus, {sandbox.pids_limit} pids",
+        f"user:      {sandbox.user}  runtime: {sandbox.runtime}  warm: {warm}",
+        f"image:     {sandbox.image}{language}",
+        f"commands:  {sandbox.commands}",
+    ]
+    if sandbox.labels:
+        lines.append(f"labels:    {_label_text(sandbox.labels)}")
+    return lines
+
+
+def event_line(event: SandboxEventOut) -> str:
+    """``assay sandbox events``: ``   3 12:00:01 exec {"command": ["true"], ...}``."""
+    data = json.dumps(event.data, ensure_ascii=False, separators=(", ", ": "))
+    return f"{event.seq:>4} {event.at:%H:%M:%S} {event.type:<10} {data}"
