@@ -60,6 +60,8 @@ _COMMAND_MARGIN = 60.0
 #: hundreds of MiB into or out of the sandbox first. (httpx's timeouts are per read or
 #: write, so the transfer itself never hits them while bytes flow.)
 _FILE_READ_TIMEOUT = 300.0
+#: Events asked for per page (the API's largest); a shorter page is the last.
+_EVENTS_PAGE = 1000
 
 
 def _error(response: httpx.Response) -> AssayError:
@@ -255,10 +257,17 @@ def _lost_result(url: str) -> ServerUnreachableError:
 
 
 def _events_params(after: int | None, follow: bool) -> dict[str, str | int]:
-    params: dict[str, str | int] = {} if after is None else {"after": after}
-    if follow:
-        params["follow"] = "true"
+    params: dict[str, str | int] = {"follow": "true"} if follow else {"limit": _EVENTS_PAGE}
+    if after is not None:
+        params["after"] = after
     return params
+
+
+def _next_page(events: builtins.list[SandboxEventOut]) -> int | None:
+    """The ``after`` of the page that follows ``events``; None when that was the last."""
+    if len(events) < _EVENTS_PAGE or events[-1].type == "ended":
+        return None
+    return events[-1].seq
 
 
 def _sandbox_path(sandbox_id: str, what: str = "") -> str:
@@ -584,18 +593,24 @@ class AssayClient:
     def sandbox_events(
         self, sandbox_id: str, *, after: int | None = None, follow: bool = False
     ) -> Iterator[SandboxEventOut]:
-        """The sandbox's recorded operations after sequence number ``after``; with
-        ``follow``, then live ones too, until its ``ended`` event. Raises when iterated."""
+        """The sandbox's recorded operations after sequence number ``after``, every page of
+        them; with ``follow``, then live ones too, until its ``ended`` event. Raises when
+        iterated."""
         path = _sandbox_path(sandbox_id, "/events")
-        params = _events_params(after, follow)
         if not follow:
-            response = self._send("GET", path, params=params)
-            yield from SandboxEventList.model_validate(_check(response).json()).items
-            return
+            while True:
+                response = self._send("GET", path, params=_events_params(after, follow=False))
+                page = SandboxEventList.model_validate(_check(response).json()).items
+                yield from page
+                if (after := _next_page(page)) is None:
+                    return
         with (
             _reaching(self._url),
             self._http.stream(
-                "GET", path, params=params, timeout=httpx.Timeout(self._timeout, read=None)
+                "GET",
+                path,
+                params=_events_params(after, follow=True),
+                timeout=httpx.Timeout(self._timeout, read=None),
             ) as response,
         ):
             if response.is_error:
@@ -895,15 +910,20 @@ class AsyncAssayClient:
     ) -> AsyncIterator[SandboxEventOut]:
         """:meth:`AssayClient.sandbox_events`."""
         path = _sandbox_path(sandbox_id, "/events")
-        params = _events_params(after, follow)
         if not follow:
-            response = await self._send("GET", path, params=params)
-            for event in SandboxEventList.model_validate(_check(response).json()).items:
-                yield event
-            return
+            while True:
+                response = await self._send("GET", path, params=_events_params(after, follow=False))
+                page = SandboxEventList.model_validate(_check(response).json()).items
+                for event in page:
+                    yield event
+                if (after := _next_page(page)) is None:
+                    return
         with _reaching(self._url):
             async with self._http.stream(
-                "GET", path, params=params, timeout=httpx.Timeout(self._timeout, read=None)
+                "GET",
+                path,
+                params=_events_params(after, follow=True),
+                timeout=httpx.Timeout(self._timeout, read=None),
             ) as response:
                 if response.is_error:
                     await response.aread()

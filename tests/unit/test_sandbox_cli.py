@@ -439,7 +439,7 @@ def test_events_print_one_line_each_and_follow(
     server = serve(answer)
     assert main(["sandbox", "events", "sb-1", "--after", "1"]) == 0
     text, _ = output(capsysbinary)
-    assert dict(server.last.url.params) == {"after": "1"}
+    assert dict(server.last.url.params) == {"after": "1", "limit": "1000"}
     assert text.decode().splitlines() == [
         '   2 12:00:01 exec       {"command": ["true"], "returncode": 0}',
         '   3 12:00:01 ended      {"reason": "deleted"}',

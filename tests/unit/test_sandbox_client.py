@@ -602,7 +602,7 @@ EVENTS = [
 ]
 
 
-def test_events_without_follow_are_one_page() -> None:
+def test_events_without_follow_are_one_page_when_few() -> None:
     server = answering(httpx.Response(200, json={"items": EVENTS[1:]}))
     with server.client() as client:
         events = list(client.sandbox_events("sb-1", after=1))
@@ -610,11 +610,26 @@ def test_events_without_follow_are_one_page() -> None:
     assert [(e.seq, e.type) for e in events] == [(2, "exec"), (3, "ended")]
     assert events[0].data["command"] == ["true"]
     first, second = server.requests
-    assert (first.url.path, dict(first.url.params)) == (
-        "/api/v1/sandboxes/sb-1/events",
-        {"after": "1"},
-    )
-    assert dict(second.url.params) == {}
+    assert first.url.path == "/api/v1/sandboxes/sb-1/events"
+    assert dict(first.url.params) == {"after": "1", "limit": "1000"}
+    assert dict(second.url.params) == {"limit": "1000"}
+
+
+async def test_events_without_follow_come_page_by_page() -> None:
+    recorded = [event_json(seq, "exec", command=["true"]) for seq in range(1, 2051)]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        after, limit = int(request.url.params.get("after", 0)), int(request.url.params["limit"])
+        return httpx.Response(200, json={"items": recorded[after : after + limit]})
+
+    server = answering(answer)
+    with server.client() as client:
+        assert [e.seq for e in client.sandbox_events("sb-1")] == list(range(1, 2051))
+    async with server.async_client() as async_client:
+        seen = [e.seq async for e in async_client.sandbox_events("sb-1", after=1000)]
+    assert seen == list(range(1001, 2051))
+    afters = [r.url.params.get("after") for r in server.requests]
+    assert afters == [None, "1000", "2000", "1000", "2000"]
 
 
 def test_followed_events_stream_until_the_ended_one() -> None:
