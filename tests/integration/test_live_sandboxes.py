@@ -15,6 +15,7 @@ from assay.errors import (
     SandboxFileNotFoundError,
     SandboxFileTooLargeError,
     SandboxIsADirectoryError,
+    SandboxLostError,
     SandboxNotFoundError,
     SandboxPermissionError,
     UserUnsupportedError,
@@ -223,30 +224,64 @@ async def test_hardening_holds_in_a_live_sandbox(engine: ExecutionInterface, san
         assert seccomp.stdout.split()[1] == b"2"
     rootfs = await engine.exec_command(sandbox, run("touch", "/usr/x"))
     assert rootfs.returncode != 0
-    forks = await engine.exec_command(
-        sandbox,
-        run("sh", "-c", "for i in $(seq 400); do sleep 5 & done; wait", timeout_seconds=3),
-    )
-    assert b"fork" in forks.stderr.lower() or b"resource" in forks.stderr.lower(), forks
-    after = await engine.exec_command(sandbox, run("echo", "alive"))
-    assert after.stdout == b"alive\n"
 
 
-async def test_memory_and_disk_are_bounded(engine: ExecutionInterface) -> None:
-    info = await engine.create_sandbox(SandboxRequest(memory_mb=128))
+async def test_a_process_flood_meets_the_pids_limit(engine: ExecutionInterface) -> None:
+    """Under runc the kernel refuses the forks and the sandbox lives on; under gVisor the
+    pids limit ends the whole sandbox from inside (as for evaluations): its command is lost
+    and the sandbox ends, lost; other sandboxes are untouched either way."""
+    info = await engine.create_sandbox(SandboxRequest(pids_limit=64))
+    bystander = await engine.create_sandbox(SandboxRequest())
     try:
-        hog = await engine.exec_command(
-            info.id, run("python3", "-c", "x = bytearray(512 * 2**20)", timeout_seconds=20)
-        )
-        assert hog.returncode == 137, hog
-        disk = await engine.exec_command(
-            info.id, run("sh", "-c", "head -c 2000M /dev/zero > /tmp/fill", timeout_seconds=20)
-        )
-        assert disk.returncode != 0
-        alive = await engine.exec_command(info.id, run("true"))
-        assert alive.returncode == 0
+        flood = run("sh", "-c", "for i in $(seq 400); do sleep 5 & done; wait", timeout_seconds=3)
+        if TEST_RUNTIME == "runsc":
+            with pytest.raises(SandboxLostError):
+                await engine.exec_command(info.id, flood)
+            await _until_ended(engine, info.id, EndReason.LOST)
+        else:
+            forks = await engine.exec_command(info.id, flood)
+            said = forks.stderr.lower()
+            assert b"fork" in said or b"resource" in said, forks
+            after = await engine.exec_command(info.id, run("echo", "alive"))
+            assert after.stdout == b"alive\n"
+        assert (await engine.exec_command(bystander.id, run("true"))).returncode == 0
     finally:
         await engine.delete_sandbox(info.id)
+        await engine.delete_sandbox(bystander.id)
+
+
+async def _until_ended(engine: ExecutionInterface, sandbox_id: str, reason: EndReason) -> None:
+    deadline = time.monotonic() + 10
+    while (info := await engine.sandbox(sandbox_id)).state != "ended":
+        assert time.monotonic() < deadline, "the sandbox never ended"
+        await asyncio.sleep(0.1)
+    assert info.end_reason == reason
+
+
+async def test_memory_is_bounded(engine: ExecutionInterface) -> None:
+    """Under runc the kernel kills the command (the biggest process) and the sandbox lives
+    on; under gVisor an OOM kill ends the whole sandbox (lost)."""
+    info = await engine.create_sandbox(SandboxRequest(memory_mb=128))
+    try:
+        hog = run("python3", "-c", "x = bytearray(512 * 2**20)", timeout_seconds=20)
+        if TEST_RUNTIME == "runsc":
+            with pytest.raises(SandboxLostError):
+                await engine.exec_command(info.id, hog)
+            await _until_ended(engine, info.id, EndReason.LOST)
+            return
+        assert (await engine.exec_command(info.id, hog)).returncode == 137
+        assert (await engine.exec_command(info.id, run("true"))).returncode == 0
+    finally:
+        await engine.delete_sandbox(info.id)
+
+
+async def test_disk_is_bounded(engine: ExecutionInterface, sandbox: str) -> None:
+    """Its tmpfs mounts have a size: writing past it fails (and counts in its memory)."""
+    fill = run("sh", "-c", "head -c 2000M /dev/zero > /tmp/fill", timeout_seconds=30)
+    disk = await engine.exec_command(sandbox, fill)
+    assert disk.returncode != 0 and b"space" in disk.stderr.lower(), disk
+    await engine.exec_command(sandbox, run("rm", "-f", "/tmp/fill"))
+    assert (await engine.exec_command(sandbox, run("true"))).returncode == 0
 
 
 async def test_a_deleted_sandbox_is_gone(engine: ExecutionInterface) -> None:
