@@ -27,6 +27,7 @@ from tests.unit.test_sandbox_client import (
     command_json,
     error_response,
     event_json,
+    file_server,
     ndjson,
     result_line,
     sandbox_json,
@@ -326,21 +327,6 @@ def test_exec_needs_a_command(serve: Serve, capsysbinary: pytest.CaptureFixture[
 
 
 # -- cp ----------------------------------------------------------------------------------
-
-
-def file_server() -> tuple[dict[str, bytes], Callable[[httpx.Request], httpx.Response]]:
-    files: dict[str, bytes] = {}
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        path = request.url.params["path"]
-        if request.method == "PUT":
-            files[path] = request.content
-            return httpx.Response(200, json={"path": path, "size": len(request.content)})
-        if path not in files:
-            return error_response(404, "file_not_found", f"no such file: {path}")
-        return httpx.Response(200, content=files[path])
-
-    return files, answer
 
 
 def test_cp_uploads_a_file_and_stdin(

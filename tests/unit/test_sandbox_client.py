@@ -562,18 +562,24 @@ def test_a_20_mib_file_goes_up_and_comes_back_exactly() -> None:
         assert timeout is not None and timeout >= 300, "the server may copy for a while"
 
 
-async def test_async_files_both_ways() -> None:
-    stored: dict[str, bytes] = {}
+def file_server() -> tuple[dict[str, bytes], Callable[[httpx.Request], httpx.Response]]:
+    """A sandbox's files by path, and the handler that writes and reads them."""
+    files: dict[str, bytes] = {}
 
     def answer(request: httpx.Request) -> httpx.Response:
         path = request.url.params["path"]
         if request.method == "PUT":
-            stored[path] = request.content
+            files[path] = request.content
             return httpx.Response(200, json={"path": path, "size": len(request.content)})
-        if path not in stored:
+        if path not in files:
             return error_response(404, "file_not_found", f"no such file: {path}")
-        return httpx.Response(200, content=stored[path])
+        return httpx.Response(200, content=files[path])
 
+    return files, answer
+
+
+async def test_async_files_both_ways() -> None:
+    _, answer = file_server()
     server = answering(answer)
     async with server.async_client() as client:
         assert (await client.write_file("sb-1", "/w/x", AWKWARD)).size == len(AWKWARD)
