@@ -401,23 +401,21 @@ class AssaySandboxEnvironment(SandboxEnvironment):
 
     @override
     async def connection(self, *, user: str | None = None) -> SandboxConnection:
-        """``assay sandbox exec ID -- bash`` against this server (the API key from
-        ASSAY_API_KEY); ConnectionError once the sandbox has ended."""
+        """``assay sandbox exec ID --url URL --stdin-file - -- bash``: a shell that runs what
+        it reads on stdin, not a terminal (the API key from ASSAY_API_KEY); ConnectionError
+        once the sandbox has ended."""
         try:
             current = await self._client.get_sandbox(self.sandbox.id)
         except AssayError as exc:
             raise ConnectionError(f"Assay sandbox {self.sandbox.id}: {exc.message}") from exc
         if current.state != "running":
             raise ConnectionError(f"Assay sandbox {self.sandbox.id} has ended")
-        command = ["assay", "sandbox", "exec", self.sandbox.id]
+        command = ["assay", "sandbox", "exec", self.sandbox.id, "--url", self._config.server_url()]
         if user is not None:
             command += ["--user", user]
-        command += ["--", "bash"]
-        url = self._config.server_url()
+        command += ["--stdin-file", "-", "--", "bash"]
         return SandboxConnection(
-            type=PROVIDER,
-            command=shlex.join(["env", f"ASSAY_URL={url}", *command]),
-            container=self.sandbox.id,
+            type=PROVIDER, command=shlex.join(command), container=self.sandbox.id
         )
 
     @override

@@ -10,6 +10,7 @@ Every connection this process makes is checked to stay on the machine."""
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -247,8 +248,17 @@ async def test_a_config_file_two_environments_labels_and_connection(
         connection = await default.connection()
         assert connection.type == PROVIDER
         assert connection.command == (
-            f"env ASSAY_URL={deployment} assay sandbox exec {default.sandbox.id} -- bash"
+            f"assay sandbox exec {default.sandbox.id} --url {deployment} --stdin-file - -- bash"
         )
+        shell = subprocess.run(
+            [sys.executable, "-m", *shlex.split(connection.command)],
+            input="cat only-here 2>&1; echo $HOME",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert shell.stdout.endswith("No such file or directory\n/workspace\n"), shell.stderr
     finally:
         await AssaySandboxEnvironment.sample_cleanup("labelled", config, environments, False)
     async with AsyncAssayClient(deployment) as client:
