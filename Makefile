@@ -17,11 +17,13 @@ run: bootstrap
 
 # Every test: unit, integration and security, against the real Docker engine; then the
 # contract and security suites again with every sandbox under gVisor (runsc), and each
-# language's cases that gVisor can change (hello, the limits, the compiler's limits).
+# language's cases that gVisor can change (hello, the limits, the compiler's limits), and
+# live sandboxes.
 test:
 	@scripts/bootstrap --test
 	$(BIN)/pytest
 	ASSAY_TEST_RUNTIME=runsc $(BIN)/pytest tests/integration/test_contract.py tests/security
+	ASSAY_TEST_RUNTIME=runsc $(BIN)/pytest tests/integration/test_live_sandboxes.py -k local
 	ASSAY_TEST_RUNTIME=runsc $(BIN)/pytest tests/integration/test_languages.py \
 	  -k "(hello and not every_path) or limit or flood or numpy or versions"
 
