@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
+from urllib.parse import quote
 
 import httpx
 
@@ -218,14 +219,15 @@ def _command_body(
     return body
 
 
-def _command_timeout(connect: float, timeout: float | None) -> httpx.Timeout:
-    """Waits for the command's answer longer than the command may run."""
+def _command_timeout(base: float, timeout: float | None) -> httpx.Timeout:
+    """The client's ``base`` timeout, but waiting for the answer longer than the command
+    may run."""
     limit = _DEFAULT_COMMAND_TIMEOUT if timeout is None else timeout
-    return httpx.Timeout(connect, read=limit + _COMMAND_MARGIN)
+    return httpx.Timeout(base, read=limit + _COMMAND_MARGIN)
 
 
-def _file_timeout(connect: float) -> httpx.Timeout:
-    return httpx.Timeout(connect, read=max(connect, _FILE_READ_TIMEOUT))
+def _file_timeout(base: float) -> httpx.Timeout:
+    return httpx.Timeout(base, read=max(base, _FILE_READ_TIMEOUT))
 
 
 def _stream_item(line: str) -> StreamItem | None:
@@ -263,7 +265,7 @@ def _events_params(after: int | None, follow: bool) -> dict[str, str | int]:
     return params
 
 
-def _next_page(events: builtins.list[SandboxEventOut]) -> int | None:
+def _next_page(events: list[SandboxEventOut]) -> int | None:
     """The ``after`` of the page that follows ``events``; None when that was the last."""
     if len(events) < _EVENTS_PAGE or events[-1].type == "ended":
         return None
@@ -271,7 +273,7 @@ def _next_page(events: builtins.list[SandboxEventOut]) -> int | None:
 
 
 def _sandbox_path(sandbox_id: str, what: str = "") -> str:
-    return f"{_PREFIX}/sandboxes/{sandbox_id}{what}"
+    return f"{_PREFIX}/sandboxes/{quote(sandbox_id, safe='')}{what}"
 
 
 class AssayClient:
