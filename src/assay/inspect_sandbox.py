@@ -186,6 +186,14 @@ class AssaySandboxEnvironment(SandboxEnvironment):
         self.sandbox = sandbox
         self._client = client
         self._config = config
+        self._cleaned_up = False
+
+    @property
+    def client(self) -> AsyncAssayClient:
+        """The sample's client; SandboxUnavailableError once its sample was cleaned up."""
+        if self._cleaned_up:
+            raise SandboxUnavailableError(f"Assay sandbox {self.sandbox.id} was cleaned up")
+        return self._client
 
     # -- the task and the sample ----------------------------------------------------------
 
@@ -262,6 +270,8 @@ class AssaySandboxEnvironment(SandboxEnvironment):
         for client in clients.values():
             await cls._delete_all(client, mine)
             await client.close()
+        for env in mine.values():
+            env._cleaned_up = True
 
     @classmethod
     async def task_cleanup(
@@ -347,7 +357,7 @@ class AssaySandboxEnvironment(SandboxEnvironment):
         limit was killed by the sandbox (no transport hung), and nothing runs locally."""
         limit = SandboxEnvironmentLimits.MAX_EXEC_OUTPUT_SIZE
         with _sandbox_errors():
-            out = await self._client.exec(
+            out = await self.client.exec(
                 self.sandbox.id,
                 cmd,
                 input=input,
@@ -363,7 +373,7 @@ class AssaySandboxEnvironment(SandboxEnvironment):
     async def write_file(self, file: str, contents: str | bytes) -> None:
         with _sandbox_errors():
             try:
-                await self._client.write_file(self.sandbox.id, file, contents)
+                await self.client.write_file(self.sandbox.id, file, contents)
             except SandboxPermissionError as exc:
                 raise PermissionError(errno.EACCES, "Permission denied", file) from exc
             except SandboxIsADirectoryError as exc:
@@ -383,7 +393,7 @@ class AssaySandboxEnvironment(SandboxEnvironment):
     async def read_file(self, file: str, text: bool = True) -> str | bytes:
         with _sandbox_errors():
             try:
-                data = await self._client.read_file(
+                data = await self.client.read_file(
                     self.sandbox.id, file, max_bytes=SandboxEnvironmentLimits.MAX_READ_FILE_SIZE
                 )
             except SandboxFileNotFoundError as exc:
@@ -405,9 +415,9 @@ class AssaySandboxEnvironment(SandboxEnvironment):
         it reads on stdin, not a terminal (the API key from ASSAY_API_KEY); ConnectionError
         once the sandbox has ended."""
         try:
-            current = await self._client.get_sandbox(self.sandbox.id)
-        except AssayError as exc:
-            raise ConnectionError(f"Assay sandbox {self.sandbox.id}: {exc.message}") from exc
+            current = await self.client.get_sandbox(self.sandbox.id)
+        except (AssayError, SandboxUnavailableError) as exc:
+            raise ConnectionError(f"Assay sandbox {self.sandbox.id}: {exc}") from exc
         if current.state != "running":
             raise ConnectionError(f"Assay sandbox {self.sandbox.id} has ended")
         command = ["assay", "sandbox", "exec", self.sandbox.id, "--url", self._config.server_url()]

@@ -6,6 +6,7 @@ sandbox. The eval runs with nothing but loopback reachable, and nothing tries to
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,9 +63,11 @@ def test_the_guard_refuses_what_is_not_loopback_in_a_subprocess(tmp_path: Path) 
 async def test_an_agent_writes_and_tests_a_module_in_an_assay_sandbox(tmp_path: Path) -> None:
     async with running_assay("local", tmp_path) as url:
         env = inspect_env(tmp_path, url)
+        # Run where a user would: beside the task file (Inspect takes its path relative).
+        shutil.copy(TASK, tmp_path / TASK.name)
         ran = subprocess.run(
-            [str(INSPECT), "eval", str(TASK), "--sandbox", "assay", "--display", "plain"],
-            cwd=tmp_path,  # no .env of ours for Inspect to find
+            [str(INSPECT), "eval", TASK.name, "--sandbox", "assay", "--display", "plain"],
+            cwd=tmp_path,
             env=env,
             capture_output=True,
             text=True,

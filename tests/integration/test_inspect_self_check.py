@@ -197,7 +197,7 @@ def sandbox_env(
 # -- beyond the suite ---------------------------------------------------------------------
 
 
-def test_inspect_finds_the_provider_through_its_entry_point() -> None:
+async def test_inspect_finds_the_provider_through_its_entry_point() -> None:
     script = (
         "import sys\n"
         "from inspect_ai.util._sandbox.registry import registry_find_sandboxenv\n"
@@ -259,13 +259,19 @@ async def test_a_config_file_two_environments_labels_and_connection(
             check=False,
         )
         assert shell.stdout.endswith("No such file or directory\n/workspace\n"), shell.stderr
+        async with AsyncAssayClient(deployment) as client:
+            await client.delete_sandbox(helper.sandbox.id)  # ended from outside
+        with pytest.raises(SandboxUnavailableError, match="ended"):
+            await helper.exec(["true"])
+        with pytest.raises(SandboxUnavailableError):
+            await helper.read_file("only-here")
+        with pytest.raises(ConnectionError):
+            await helper.connection()
     finally:
         await AssaySandboxEnvironment.sample_cleanup("labelled", config, environments, False)
     async with AsyncAssayClient(deployment) as client:
-        for environment in environments.values():
-            gone = await client.get_sandbox(environment.as_type(AssaySandboxEnvironment).sandbox.id)
-            assert gone.state == "ended"
-    with pytest.raises(SandboxUnavailableError):
+        assert (await client.get_sandbox(default.sandbox.id)).state == "ended"
+    with pytest.raises(SandboxUnavailableError, match="cleaned up"):
         await default.exec(["true"])
     with pytest.raises(ConnectionError):
         await default.connection()
