@@ -11,6 +11,15 @@ process group killed and reaped before ``CancelledError`` propagates). Memory, C
 network are not limited. CPU time and peak memory are the kernel's count for the process
 (its peak counts what it shared with the test process when it was spawned).
 
+Live sandboxes too, with the contract's semantics: each is a temporary directory of the
+host, its commands host processes there (each in its own process group, killed at its time
+limit; background processes live on until the sandbox is deleted), output capped per
+stream, files read and written under it with the contract's distinct errors (permission
+bits judged as the sandbox's unprivileged user would meet them, whoever runs the tests).
+Commands run as the test's own user (any other ``user`` is refused) and absolute paths are
+the host's; idle and lifetime limits are not enforced: :meth:`FakeEngine.end_sandbox` ends
+one as they would, :meth:`FakeEngine.lose_sandbox` forgets one as a crashed engine would.
+
 Knobs for tests of what drives it: :meth:`FakeEngine.fail_next` scripts engine failures,
 :attr:`FakeEngine.calls` records every call, :attr:`FakeEngine.healthy` and
 :attr:`FakeEngine.pools` set what health and pool statistics report.
@@ -27,34 +36,55 @@ import resource
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Literal
 
 from assay.config import ExecutionSettings
-from assay.errors import ExecutionError, SandboxError
+from assay.errors import (
+    ExecutionError,
+    FileOperationError,
+    SandboxEndedError,
+    SandboxError,
+    SandboxFileNotFoundError,
+    SandboxFileTooLargeError,
+    SandboxIsADirectoryError,
+    SandboxNotFoundError,
+    SandboxPermissionError,
+    UserUnsupportedError,
+)
 from assay.execution_engine import (
     BatchSandbox,
+    CommandRequest,
+    CommandResult,
+    EndReason,
     EngineHealth,
+    ExecFailure,
     ExecutionInterface,
     ExecutionRequest,
     ExecutionResult,
     ExecutionStatus,
+    FileWritten,
     LanguageInfo,
     OutputCallback,
     PoolStats,
+    SandboxInfo,
+    SandboxRequest,
     languages_of,
+    resolve_sandbox,
 )
 from assay.execution_engine.attach import AttachEnd, Compiled, verdict
 from assay.execution_engine.interface import describe_languages
 from assay.execution_engine.models import ResolvedRequest, resolve_request
 from assay.execution_engine.output import OutputCollector, Trailer
 
-__all__ = ["Call", "FakeBatchSandbox", "FakeEngine", "process_exists"]
+__all__ = ["Call", "FakeBatchSandbox", "FakeEngine", "FakeLiveSandbox", "process_exists"]
 
 Stream = Literal["stdout", "stderr"]
 
@@ -68,6 +98,9 @@ _ENV = {
 #: After the program ends and its group is killed, the pipes close at once; this bounds the
 #: wait for a process that left the group (the fake does not isolate) and keeps a pipe open.
 _DRAIN_SECONDS = 5.0
+#: A live sandbox's command has returned once its process has exited and its pipes are
+#: read dry; a background process it left may hold them open: that long, no longer.
+_COMMAND_DRAIN_SECONDS = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +140,8 @@ class FakeEngine(ExecutionInterface):
         self._groups: set[int] = set()
         self._one_at_a_time = asyncio.Lock()
         self._closed = False
+        #: Every live sandbox created, by id, ended ones too (never forgotten unless lost).
+        self.live: dict[str, FakeLiveSandbox] = {}
 
     @property
     def executions(self) -> int:
@@ -182,10 +217,110 @@ class FakeEngine(ExecutionInterface):
         return EngineHealth(healthy=True, detail="fake engine: programs run as local processes")
 
     async def close(self) -> None:
-        """Kill every running program (its ``execute`` raises SandboxError)."""
+        """Kill every running program (its ``execute`` raises SandboxError) and end every
+        live sandbox (``engine_closed``)."""
         self._closed = True
         for pid in list(self._running):
             _kill_group(pid)
+        for sandbox in list(self.live.values()):
+            sandbox.end(EndReason.ENGINE_CLOSED)
+
+    # -- live sandboxes ------------------------------------------------------------------
+
+    def end_sandbox(self, sandbox_id: str, reason: EndReason = EndReason.IDLE) -> None:
+        """End a live sandbox by itself, as its idle timeout or lifetime would."""
+        self.live[sandbox_id].end(reason)
+
+    def lose_sandbox(self, sandbox_id: str) -> None:
+        """Forget a live sandbox, as an engine that crashed and started again would: from
+        now on it is SandboxNotFoundError."""
+        self.live.pop(sandbox_id).end(EndReason.LOST)
+
+    async def create_sandbox(self, request: SandboxRequest) -> SandboxInfo:
+        if self._closed:
+            raise SandboxError("the fake engine is closed")
+        resolved = resolve_sandbox(request, self.settings)
+        now = datetime.now(UTC)
+        sandbox_id = f"sbx-{secrets.token_hex(8)}"
+        info = SandboxInfo(
+            id=sandbox_id,
+            state="running",
+            created_at=now,
+            memory_mb=resolved.memory_mb,
+            cpus=resolved.cpus,
+            pids_limit=resolved.pids_limit,
+            idle_timeout_seconds=resolved.idle_timeout_seconds,
+            lifetime_seconds=resolved.lifetime_seconds,
+            labels=resolved.labels,
+            language=resolved.language,
+            image=resolved.image,
+            user=resolved.user,
+            runtime="fake",
+            last_used_at=now,
+            expires_at=now,
+            warm=False,
+        )
+        directory = Path(tempfile.mkdtemp(prefix="assay-fake-sandbox-"))
+        sandbox = FakeLiveSandbox(info, directory, self._groups)
+        sandbox.touch()
+        self.live[sandbox_id] = sandbox
+        return sandbox.info
+
+    async def sandbox(self, sandbox_id: str) -> SandboxInfo:
+        return self._live(sandbox_id).info
+
+    async def list_sandboxes(self) -> list[SandboxInfo]:
+        running = [s.info for s in self.live.values() if s.info.state == "running"]
+        return sorted(running, key=lambda info: info.created_at)
+
+    async def delete_sandbox(self, sandbox_id: str) -> SandboxInfo:
+        sandbox = self._live(sandbox_id)
+        sandbox.end(EndReason.DELETED)
+        return sandbox.info
+
+    async def exec_command(
+        self, sandbox_id: str, command: CommandRequest, *, on_output: OutputCallback | None = None
+    ) -> CommandResult:
+        sandbox = self._running_sandbox(sandbox_id)
+        timeout, limit = command.check(self.settings)
+        _as_sandbox_user(command.user)
+        sandbox.touch(command=True)
+        return await sandbox.run(command, timeout, limit, on_output)
+
+    async def write_file(
+        self, sandbox_id: str, path: str, data: bytes, *, user: str | None = None
+    ) -> FileWritten:
+        sandbox = self._running_sandbox(sandbox_id)
+        _as_sandbox_user(user)
+        largest = self.settings.sandboxes.max_file_bytes
+        if len(data) > largest:
+            raise SandboxFileTooLargeError(
+                f"{path}: {len(data)} bytes, over the limit of {largest}", path=path
+            )
+        sandbox.touch()
+        target = sandbox.directory / path
+        await asyncio.to_thread(_write_file, target, path, data)
+        return FileWritten(path=str(target), size=len(data))
+
+    async def read_file(
+        self, sandbox_id: str, path: str, *, max_bytes: int, user: str | None = None
+    ) -> bytes:
+        sandbox = self._running_sandbox(sandbox_id)
+        _as_sandbox_user(user)
+        sandbox.touch()
+        return await asyncio.to_thread(_read_file, sandbox.directory / path, path, max_bytes)
+
+    def _live(self, sandbox_id: str) -> FakeLiveSandbox:
+        sandbox = self.live.get(sandbox_id)
+        if sandbox is None:
+            raise SandboxNotFoundError(f"no sandbox with id {sandbox_id!r}")
+        return sandbox
+
+    def _running_sandbox(self, sandbox_id: str) -> FakeLiveSandbox:
+        sandbox = self._live(sandbox_id)
+        if sandbox.info.state != "running":
+            raise SandboxEndedError(f"sandbox {sandbox_id!r} has ended ({sandbox.info.end_reason})")
+        return sandbox
 
     async def _run(
         self, request: ResolvedRequest, workdir: Path, on_output: OutputCallback | None
@@ -222,6 +357,210 @@ class FakeEngine(ExecutionInterface):
         if self._closed:
             raise SandboxError("the fake engine was closed while the program ran")
         return run.result(outcome, compiled)
+
+
+@dataclass
+class FakeLiveSandbox:
+    """One live sandbox of the fake engine: a host directory and the process groups of the
+    commands run there."""
+
+    info: SandboxInfo
+    directory: Path
+    #: The engine's process groups, which every command's joins (``leftover_processes``).
+    engine_groups: set[int]
+    #: Process groups of its commands (each command leads its own).
+    groups: set[int] = field(default_factory=set)
+
+    def touch(self, *, command: bool = False) -> None:
+        now = datetime.now(UTC)
+        info = self.info
+        idle_end = now + timedelta(seconds=info.idle_timeout_seconds)
+        lifetime_end = info.created_at + timedelta(seconds=info.lifetime_seconds)
+        self.info = info.model_copy(
+            update={
+                "last_used_at": now,
+                "expires_at": min(idle_end, lifetime_end),
+                "commands": info.commands + int(command),
+            }
+        )
+
+    def end(self, reason: EndReason) -> None:
+        """Kill everything it runs and remove its directory; once."""
+        if self.info.state == "ended":
+            return
+        for group in self.groups:
+            _kill_group(group)
+        shutil.rmtree(self.directory, ignore_errors=True)
+        now = datetime.now(UTC)
+        self.info = self.info.model_copy(
+            update={"state": "ended", "ended_at": now, "end_reason": reason}
+        )
+
+    async def run(
+        self,
+        command: CommandRequest,
+        timeout: float,
+        limit: int,
+        on_output: OutputCallback | None,
+    ) -> CommandResult:
+        """``command`` as a host process in this sandbox's directory."""
+        began = time.monotonic()
+        cwd = self.directory if command.cwd is None else self.directory / command.cwd
+        if not cwd.is_dir():
+            message = f"{command.cwd}: no such directory\n".encode()
+            return _not_started(ExecFailure.BAD_CWD, 126, message, began)
+        loop = asyncio.get_running_loop()
+        output = _CommandOutput(limit, on_output, loop.create_future())
+        try:
+            transport, _ = await loop.subprocess_exec(
+                lambda: output,
+                *command.command,
+                cwd=cwd,
+                env={**_ENV, "HOME": str(self.directory), **command.env},
+                stdin=subprocess.DEVNULL if command.input is None else subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except (FileNotFoundError, NotADirectoryError):
+            message = f"{command.command[0]}: command not found\n".encode()
+            return _not_started(ExecFailure.NOT_FOUND, 127, message, began)
+        except OSError as exc:
+            message = f"{command.command[0]}: {exc.strerror}\n".encode()
+            return _not_started(ExecFailure.PERMISSION_DENIED, 126, message, began)
+        pid = transport.get_pid()
+        self.groups.add(pid)
+        self.engine_groups.add(pid)
+        try:
+            if command.input is not None:
+                stdin = transport.get_pipe_transport(0)
+                assert isinstance(stdin, asyncio.WriteTransport)
+                stdin.write(command.input)
+                stdin.close()  # once written: it reads EOF after its stdin
+            timed_out = False
+            try:
+                await asyncio.wait_for(asyncio.shield(output.exited), timeout)
+            except TimeoutError:
+                timed_out = True
+                _kill_group(pid)  # the command and every process it started
+                await output.exited
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(output.closed), _COMMAND_DRAIN_SECONDS)
+        except asyncio.CancelledError:
+            _kill_group(pid)
+            raise
+        finally:
+            transport.close()
+        returncode = transport.get_returncode()
+        assert returncode is not None
+        return CommandResult(
+            returncode=128 - returncode if returncode < 0 else returncode,
+            stdout=bytes(output.kept[1]),
+            stderr=bytes(output.kept[2]),
+            stdout_truncated=output.truncated[1],
+            stderr_truncated=output.truncated[2],
+            timed_out=timed_out,
+            duration_seconds=time.monotonic() - began,
+        )
+
+
+class _CommandOutput(asyncio.SubprocessProtocol):
+    """A live sandbox command's output, each stream kept up to its cap (the rest read and
+    dropped), handed on as it arrives; its exit, and the end of its pipes."""
+
+    def __init__(
+        self, limit: int, on_output: OutputCallback | None, exited: asyncio.Future[None]
+    ) -> None:
+        self.limit = limit
+        self.on_output = on_output
+        self.kept = {1: bytearray(), 2: bytearray()}
+        self.truncated = {1: False, 2: False}
+        self.exited = exited
+        self.closed: asyncio.Future[None] = exited.get_loop().create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        kept = self.kept[fd]
+        room = self.limit - len(kept)
+        if len(data) > room:
+            self.truncated[fd] = True
+            data = data[: max(room, 0)]
+        if data:
+            kept.extend(data)
+            if self.on_output is not None:
+                self.on_output("stdout" if fd == 1 else "stderr", data)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+def _not_started(failure: ExecFailure, code: int, stderr: bytes, began: float) -> CommandResult:
+    return CommandResult(
+        returncode=code,
+        stderr=stderr,
+        exec_failure=failure,
+        duration_seconds=time.monotonic() - began,
+    )
+
+
+def _as_sandbox_user(user: str | None) -> None:
+    if user not in (None, "sandbox"):
+        raise UserUnsupportedError(
+            f"the fake engine runs commands as its own user, not {user!r} (no root sandbox)"
+        )
+
+
+def _file_error(exc: OSError, path: str) -> FileOperationError:
+    """The contract's error for what the host's file system said."""
+    if isinstance(exc, IsADirectoryError):
+        return SandboxIsADirectoryError(f"{path}: is a directory", path=path)
+    if isinstance(exc, PermissionError):
+        return SandboxPermissionError(f"{path}: permission denied", path=path)
+    if isinstance(exc, FileNotFoundError | NotADirectoryError | FileExistsError):
+        return SandboxFileNotFoundError(f"{path}: no such file or directory", path=path)
+    return FileOperationError(f"{path}: {exc.strerror}", path=path)
+
+
+def _deny_unless(target: Path, bits: int) -> None:
+    """PermissionError unless ``target``'s owner has ``bits``: what the sandbox's
+    unprivileged user, who owns what it made, would meet (root would pass every test)."""
+    if not target.stat().st_mode & bits:
+        raise PermissionError(target)
+
+
+def _write_file(target: Path, path: str, data: bytes) -> None:
+    try:
+        if target.is_dir():
+            raise IsADirectoryError(target)
+        if target.exists():
+            _deny_unless(target, stat.S_IWUSR)
+        else:
+            parent = next(p for p in target.parents if p.exists())
+            _deny_unless(parent, stat.S_IWUSR | stat.S_IXUSR)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    except OSError as exc:
+        raise _file_error(exc, path) from exc
+
+
+def _read_file(target: Path, path: str, max_bytes: int) -> bytes:
+    try:
+        if target.is_dir():
+            raise IsADirectoryError(target)
+        _deny_unless(target, stat.S_IRUSR)
+        with target.open("rb") as file:
+            data = file.read(max_bytes + 1)
+    except OSError as exc:
+        raise _file_error(exc, path) from exc
+    if len(data) > max_bytes:
+        raise SandboxFileTooLargeError(
+            f"{path}: larger than the limit of {max_bytes} bytes", path=path
+        )
+    return data
 
 
 def _host_command(argv: tuple[str, ...]) -> list[str]:

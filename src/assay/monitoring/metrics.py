@@ -81,6 +81,42 @@ class Metrics:
             "Batch isolation's sandboxes open in this process, busy or idle",
             registry=r,
         )
+        self.sandboxes_created = Counter(
+            "assay_sandboxes_created",
+            "Live sandboxes started, by whether they came from the warm pool",
+            ["warm"],
+            registry=r,
+        )
+        self.sandboxes_ended = Counter(
+            "assay_sandboxes_ended",
+            "Live sandboxes that ended, by reason (deleted, idle, lifetime, lost, ...)",
+            ["reason"],
+            registry=r,
+        )
+        self.sandbox_commands = Counter(
+            "assay_sandbox_commands",
+            "Commands run in live sandboxes, by outcome (exited, timed_out, exec_failure, error)",
+            ["outcome"],
+            registry=r,
+        )
+        self.sandbox_command_time = Histogram(
+            "assay_sandbox_command_seconds",
+            "Time a command in a live sandbox took",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.sandbox_file_operations = Counter(
+            "assay_sandbox_file_operations",
+            "Files written to or read from live sandboxes, by outcome (ok, or the error code)",
+            ["operation", "outcome"],
+            registry=r,
+        )
+        self.sandbox_file_bytes = Counter(
+            "assay_sandbox_file_bytes",
+            "Bytes written to or read from live sandboxes' files",
+            ["operation"],
+            registry=r,
+        )
         self.engine_errors = Counter(
             "assay_engine_errors",
             "Failures of the execution engine, by error code",
