@@ -11,17 +11,18 @@ to the task) or as an ``AssayConfig`` passed as Inspect's sandbox config.
 
 What Assay answers is translated here into what Inspect's contract names::
 
-    exec        a command at its timeout (its process tree killed)   -> TimeoutError
-                exec_failure permission_denied                       -> PermissionError
-                UserUnsupportedError (a sandbox not created as root) -> SandboxUserUnsupportedError
-                output over Inspect's limit (truncated by the server) -> OutputLimitExceededError
-    read_file   SandboxFileNotFoundError   -> FileNotFoundError
-    write_file  SandboxPermissionError     -> PermissionError
-                SandboxIsADirectoryError   -> IsADirectoryError
-                SandboxFileTooLargeError   -> OutputLimitExceededError (read_file)
-    any         SandboxNotFoundError, SandboxEndedError, SandboxLostError,
-                ServerUnreachableError     -> SandboxUnavailableError
-                InvalidRequestError        -> ValueError; other AssayError -> RuntimeError
+    exec         a command at its timeout (its tree killed)  -> TimeoutError
+                 exec_failure permission_denied              -> PermissionError
+                 output truncated at Inspect's limit         -> OutputLimitExceededError
+    read_file,   SandboxFileNotFoundError                    -> FileNotFoundError
+    write_file   SandboxPermissionError                      -> PermissionError
+                 SandboxIsADirectoryError                    -> IsADirectoryError
+    read_file    SandboxFileTooLargeError (Inspect's limit)  -> OutputLimitExceededError
+    any          UserUnsupportedError                        -> SandboxUserUnsupportedError
+                 SandboxNotFoundError, SandboxEndedError, SandboxLostError,
+                 ServerUnreachableError, a cleaned-up sample -> SandboxUnavailableError
+                 InvalidRequestError                         -> ValueError
+                 any other AssayError                        -> RuntimeError
 
 A non-zero exit, a missing program (127) or an unknown user of a root sandbox is an
 ``ExecResult``, not an exception.
@@ -40,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, overload
 
+import anyio
 import yaml
 from inspect_ai._util.error import PrerequisiteError
 from inspect_ai.util import (
@@ -251,8 +253,9 @@ class AssaySandboxEnvironment(SandboxEnvironment):
                 cls._made[created.id] = _Made(created.id, resolved)
                 environments[name] = cls(created, client, resolved)
         except BaseException:
-            await cls._delete_all(client, environments)
-            await client.close()
+            with anyio.CancelScope(shield=True):  # a cancelled sample leaves none behind
+                await cls._delete_all(client, environments)
+                await client.close()
             raise
         return dict(environments)
 
@@ -371,17 +374,8 @@ class AssaySandboxEnvironment(SandboxEnvironment):
 
     @override
     async def write_file(self, file: str, contents: str | bytes) -> None:
-        with _sandbox_errors():
-            try:
-                await self.client.write_file(self.sandbox.id, file, contents)
-            except SandboxPermissionError as exc:
-                raise PermissionError(errno.EACCES, "Permission denied", file) from exc
-            except SandboxIsADirectoryError as exc:
-                raise IsADirectoryError(errno.EISDIR, "Is a directory", file) from exc
-            except SandboxFileNotFoundError as exc:
-                raise FileNotFoundError(errno.ENOENT, "No such file or directory", file) from exc
-            except SandboxFileTooLargeError as exc:
-                raise OSError(errno.EFBIG, exc.message, file) from exc
+        with _sandbox_errors(), _file_errors(file):
+            await self.client.write_file(self.sandbox.id, file, contents)
 
     @overload
     async def read_file(self, file: str, text: Literal[True] = True) -> str: ...
@@ -391,17 +385,10 @@ class AssaySandboxEnvironment(SandboxEnvironment):
 
     @override
     async def read_file(self, file: str, text: bool = True) -> str | bytes:
-        with _sandbox_errors():
+        limit = SandboxEnvironmentLimits.MAX_READ_FILE_SIZE
+        with _sandbox_errors(), _file_errors(file):
             try:
-                data = await self.client.read_file(
-                    self.sandbox.id, file, max_bytes=SandboxEnvironmentLimits.MAX_READ_FILE_SIZE
-                )
-            except SandboxFileNotFoundError as exc:
-                raise FileNotFoundError(errno.ENOENT, "No such file or directory", file) from exc
-            except SandboxPermissionError as exc:
-                raise PermissionError(errno.EACCES, "Permission denied", file) from exc
-            except SandboxIsADirectoryError as exc:
-                raise IsADirectoryError(errno.EISDIR, "Is a directory", file) from exc
+                data = await self.client.read_file(self.sandbox.id, file, max_bytes=limit)
             except SandboxFileTooLargeError as exc:
                 raise OutputLimitExceededError(
                     limit_str=SandboxEnvironmentLimits.MAX_READ_FILE_SIZE_STR,
@@ -456,6 +443,21 @@ def _exec_result(
     return ExecResult(
         success=out.returncode == 0, returncode=out.returncode, stdout=stdout, stderr=stderr
     )
+
+
+@contextlib.contextmanager
+def _file_errors(file: str) -> Iterator[None]:
+    """Assay's file errors as the OSErrors Inspect's contract names, each naming ``file``."""
+    try:
+        yield
+    except SandboxFileNotFoundError as exc:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", file) from exc
+    except SandboxPermissionError as exc:
+        raise PermissionError(errno.EACCES, "Permission denied", file) from exc
+    except SandboxIsADirectoryError as exc:
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", file) from exc
+    except SandboxFileTooLargeError as exc:
+        raise OSError(errno.EFBIG, exc.message, file) from exc
 
 
 @contextlib.contextmanager

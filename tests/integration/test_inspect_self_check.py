@@ -127,13 +127,16 @@ async def _docker_or_skip() -> None:
 
 
 @asynccontextmanager
-async def running_assay(mode: str, tmp: Path) -> AsyncIterator[str]:
+async def running_assay(
+    mode: str, tmp: Path, settings: dict[str, str] | None = None
+) -> AsyncIterator[str]:
     """A running Assay (``assay serve``, local or in front of ``assay executor``), as
-    subprocesses; yields its URL. Afterwards none of its containers is left."""
+    subprocesses, with ``settings`` in their environment; yields its URL. Afterwards none
+    of its containers is left."""
     await _docker_or_skip()
     engine_id = f"{TEST_ENGINE_PREFIX}inspect-{mode}-{uuid.uuid4().hex[:8]}"
     SESSION_ENGINE_IDS.add(engine_id)
-    env = _server_env(tmp / "data", engine_id)
+    env = {**_server_env(tmp / "data", engine_id), **(settings or {})}
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     assay = [sys.executable, "-m", "assay"]
@@ -325,6 +328,17 @@ async def _no_cleanup_then_cli_cleanup(
         assert (await client.get_sandbox(unrelated.id)).state == "running", "not ours"
         await client.delete_sandbox(unrelated.id)
     assert "removed 1 Assay sandbox(es)" in capsys.readouterr().out
+
+
+async def test_a_sample_whose_second_sandbox_is_refused_leaves_none(tmp_path: Path) -> None:
+    async with running_assay("local", tmp_path, {"ASSAY_API__MAX_SANDBOXES_PER_KEY": "1"}) as url:
+        config = AssayConfig(url=url, environments=["default", "second"])
+        with pytest.raises(RuntimeError, match="live sandboxes"):
+            await AssaySandboxEnvironment.sample_init("refused", config, {})
+        async with AsyncAssayClient(url) as client:
+            assert await client.list_sandboxes(state="running") == []
+            [first] = await client.list_sandboxes(state="ended")
+        assert first.labels["inspect.environment"] == "default"
 
 
 async def test_task_init_says_when_the_server_cannot_be_reached() -> None:
