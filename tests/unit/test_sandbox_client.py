@@ -10,12 +10,15 @@ import json
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from assay.api.schemas import CommandOut, FileOut, SandboxEventOut, SandboxOut
+from assay.app import Platform, create_app
 from assay.client import AssayClient, AsyncAssayClient, CommandOutput
 from assay.errors import (
     ApiError,
@@ -31,6 +34,8 @@ from assay.errors import (
     ServerUnreachableError,
     UserUnsupportedError,
 )
+from tests.fakes import FakeEngine
+from tests.sandbox import platform_settings
 
 URL = "http://assay.test"
 KEY = "key-1"
@@ -250,6 +255,13 @@ def test_get_list_and_delete_use_their_paths() -> None:
         ("GET", f"{URL}/api/v1/sandboxes?state=ended"),
         ("DELETE", f"{URL}/api/v1/sandboxes/sb-1"),
     ]
+
+
+def test_an_id_stays_one_path_segment() -> None:
+    server = answering(error_response(404, "sandbox_not_found", "no such sandbox"))
+    with server.client() as client, pytest.raises(SandboxNotFoundError):
+        client.delete_sandbox("../evaluations/x")
+    assert server.last.url.raw_path == b"/api/v1/sandboxes/..%2Fevaluations%2Fx"
 
 
 # -- exec --------------------------------------------------------------------------------
@@ -685,3 +697,102 @@ async def test_async_lifecycle() -> None:
         ("GET", f"{URL}/api/v1/sandboxes?state=running"),
         ("DELETE", f"{URL}/api/v1/sandboxes/sb-1"),
     ]
+
+
+# -- against the real routes -------------------------------------------------------------
+
+
+class PortalTransport(httpx.BaseTransport):
+    """A sync transport into an ASGI app: ``httpx.ASGITransport`` run on an anyio blocking
+    portal (the app's event loop, in its own thread). Whole answers, as ASGITransport's."""
+
+    def __init__(self, portal: BlockingPortal, app: Any) -> None:
+        self._portal = portal
+        self._asgi = httpx.ASGITransport(app=app)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        async def answer() -> tuple[int, httpx.Headers, bytes]:
+            response = await self._asgi.handle_async_request(request)
+            return response.status_code, response.headers, await response.aread()
+
+        status, headers, body = self._portal.call(answer)
+        return httpx.Response(status, headers=headers, content=body)
+
+
+@pytest.fixture
+def real_api(tmp_path: Path) -> Iterator[tuple[AssayClient, FakeEngine]]:
+    """The sync client against ``create_app`` on the fake engine, in-process."""
+    settings = platform_settings(tmp_path / "data")
+    engine = FakeEngine(settings.execution)
+
+    async def build() -> Any:
+        return create_app(settings, platform=Platform(settings, engine=engine))
+
+    with start_blocking_portal() as portal:
+        app = portal.call(build)
+        with (
+            portal.wrap_async_context_manager(app.router.lifespan_context(app)),
+            AssayClient(URL, transport=PortalTransport(portal, app)) as client,
+        ):
+            yield client, engine
+    assert engine.leftover_processes() == [], "a command's process was left behind"
+
+
+def test_the_sync_client_against_the_real_routes(
+    real_api: tuple[AssayClient, FakeEngine],
+) -> None:
+    client, _engine = real_api
+    created = client.create_sandbox(labels={"task": "t1"}, idle_timeout_seconds=60)
+    assert (created.state, created.labels, created.idle_timeout_seconds) == (
+        "running",
+        {"task": "t1"},
+        60,
+    )
+    sid = created.id
+    assert client.get_sandbox(sid).id == sid
+    assert [s.id for s in client.list_sandboxes(state="running")] == [sid]
+
+    script = "printf 'a\\000\\377'; printf 'err' >&2; exit 3"
+    ran = client.exec(sid, ["sh", "-c", script])
+    assert (ran.returncode, ran.stdout, ran.stderr) == (3, b"a\x00\xff", b"err")
+    assert client.exec(sid, ["cat"], input=AWKWARD).stdout == AWKWARD
+    assert client.exec(sid, ["cat"], input="text ü\n").stdout == "text ü\n".encode()
+    assert client.exec(sid, ["sh", "-c", "echo $X"], env={"X": "y"}).stdout == b"y\n"
+    slow = client.exec(sid, ["sleep", "30"], timeout=0.5)
+    assert slow.timed_out and slow.duration_seconds < 10
+    missing = client.exec(sid, ["no-such-program-here"])
+    assert (missing.returncode, missing.exec_failure) == (127, "not_found")
+
+    *chunks, result = client.exec_stream(sid, ["sh", "-c", "printf out; printf err >&2"])
+    assert sorted(chunks) == [("stderr", b"err"), ("stdout", b"out")]
+    assert isinstance(result, CommandOutput)
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"out", b"err")
+
+    data = os.urandom(20 * 2**20)
+    assert client.write_file(sid, "sub/big.bin", data).size == len(data)
+    assert client.read_file(sid, "sub/big.bin") == data
+    client.write_file(sid, "t.txt", "ünï\n")
+    assert client.exec(sid, ["cat", "t.txt"]).stdout == "ünï\n".encode()
+    with pytest.raises(SandboxFileNotFoundError):
+        client.read_file(sid, "absent")
+    with pytest.raises(SandboxIsADirectoryError):
+        client.read_file(sid, "sub")
+    with pytest.raises(SandboxFileTooLargeError):
+        client.read_file(sid, "sub/big.bin", max_bytes=1000)
+    with pytest.raises(UserUnsupportedError):
+        client.exec(sid, ["true"], user="root")
+    with pytest.raises(InvalidRequestError):
+        client.exec(sid, ["true"], timeout=10**9)
+
+    types = [event.type for event in client.sandbox_events(sid)]
+    assert types[0] == "created" and "exec" in types and "write_file" in types
+    assert client.delete_sandbox(sid).state == "ended"
+    followed = list(client.sandbox_events(sid, after=1, follow=True))
+    assert followed[0].seq == 2 and followed[-1].type == "ended"
+    with pytest.raises(SandboxEndedError):
+        client.exec(sid, ["true"])
+    with pytest.raises(SandboxEndedError):
+        list(client.exec_stream(sid, ["true"]))
+    with pytest.raises(SandboxNotFoundError):
+        client.get_sandbox("sbx-none")
+    assert [s.id for s in client.list_sandboxes(state="ended")] == [sid]
