@@ -1,12 +1,13 @@
 """Live sandboxes' records and events in SqlStorage, on a real SQLite file and on a real
-PostgreSQL database: ownership, state, ordering, idempotent ends, event pages, migrations."""
+PostgreSQL database (``test_storage``'s fixtures; hence F811 off): ownership, state,
+ordering, idempotent ends, event pages."""
+
+# ruff: noqa: F811
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,26 +15,12 @@ import pytest
 from assay.errors import NotFoundError, StorageError
 from assay.storage import SandboxEventType, SandboxState
 from assay.storage.sql import SqlStorage
-from tests.conftest import postgres_database
+from tests.integration.test_storage import (
+    database_url,  # noqa: F401 - the fixtures: a fresh database of each kind
+    storage,  # noqa: F401
+)
 
 pytestmark = [pytest.mark.integration]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'assay.db'}"
-    else:
-        with postgres_database() as url:
-            yield url
-
-
-@pytest.fixture
-async def storage(database_url: str) -> AsyncIterator[SqlStorage]:
-    sql = SqlStorage(database_url)
-    await sql.start()
-    yield sql
-    await sql.close()
 
 
 def info(sandbox_id: str, **labels: str) -> dict[str, Any]:

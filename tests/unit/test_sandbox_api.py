@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from assay.api.routes import sandboxes as sandboxes_routes
 from assay.execution_engine import EndReason
 from tests.unit.test_api import (
     Api,
@@ -506,6 +507,20 @@ async def test_following_the_events_ends_after_the_sandbox_does(api: Api) -> Non
     )
     data = [json.loads(line[6:]) async for _, line in resumed if line.startswith("data: ")]
     assert [e["type"] for e in data] == ["ended"], "an ended sandbox's stream ends at once"
+
+
+async def test_a_follower_learns_of_an_end_the_engine_alone_saw(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sandboxes_routes, "_KEEPALIVE_SECONDS", 0.05)
+    sandbox_id = (await create(api))["id"]
+    lines = lines_of(api.app, "GET", f"{URL}/{sandbox_id}/events?follow=true")
+    status, first = await anext(lines)  # the stream has begun
+    assert status == 200 and first.startswith("id: ")
+    api.engine.end_sandbox(sandbox_id, EndReason.LIFETIME)
+    data = [json.loads(line[6:]) async for _, line in lines if line.startswith("data: ")]
+    assert [e["type"] for e in data] == ["created", "ended"]
+    assert data[-1]["data"] == {"reason": "lifetime"}
 
 
 # -- ownership, quota, reconciliation ------------------------------------------------------

@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal
 import anyio
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
 
 from assay.api.body_limit import RouteLimit
 from assay.api.deps import BusDep, EngineDep, MetricsDep, SettingsDep, StorageDep
@@ -157,7 +158,7 @@ class Sandboxes:
         """The caller's sandbox if it still runs. Raises SandboxEndedError naming why not."""
         record = await self.owned(sandbox_id)
         if record.state is SandboxState.ENDED:
-            raise _ended(record)
+            raise _ended(record.id, record.end_reason)
         return record
 
     async def record(
@@ -234,9 +235,7 @@ class Sandboxes:
             return exc
         view = await self.view(record)
         if view.state == "ended" and not isinstance(exc, SandboxLostError):
-            return SandboxEndedError(
-                f"sandbox {record.id!r} has ended ({view.end_reason or EndReason.LOST})"
-            )
+            return _ended(record.id, view.end_reason)
         return exc
 
 
@@ -260,10 +259,8 @@ async def _sandboxes(
 SandboxesDep = Annotated[Sandboxes, Depends(_sandboxes)]
 
 
-def _ended(record: SandboxRecord) -> SandboxEndedError:
-    return SandboxEndedError(
-        f"sandbox {record.id!r} has ended ({record.end_reason or EndReason.LOST})"
-    )
+def _ended(sandbox_id: str, reason: str | None) -> SandboxEndedError:
+    return SandboxEndedError(f"sandbox {sandbox_id!r} has ended ({reason or EndReason.LOST})")
 
 
 def _stored(record: SandboxRecord) -> SandboxOut:
@@ -389,8 +386,14 @@ def _command(body: CommandIn) -> CommandRequest:
                 f"input_base64 is not base64: {exc}", field="input_base64"
             ) from exc
     fields = body.model_dump(exclude={"input", "input_base64", "encoding"})
-    # Every field validated as CommandIn was; stdin set as bytes (not base64 again).
-    return CommandRequest.model_validate(fields).model_copy(update={"input": stdin})
+    try:
+        command = CommandRequest.model_validate(fields)
+    except ValidationError as exc:  # CommandIn's own checks are the same: a safety net
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise InvalidRequestError(f"{where}: {error['msg']}", field=where) from exc
+    # stdin set after validation, as the bytes it is (on the wire it would be base64)
+    return command.model_copy(update={"input": stdin})
 
 
 def _encoded(data: bytes, encoding: Encoding) -> str:
@@ -523,7 +526,7 @@ class _Command:
 
         def line(stream: Stream, data: bytes, *, final: bool = False) -> str | None:
             if self.encoding == "base64":
-                text = base64.b64encode(data).decode("ascii")
+                text = _encoded(data, "base64")
             else:
                 text = decoders[stream].decode(data, final)
             if not text:
@@ -547,7 +550,10 @@ class _Command:
         finally:
             if not task.done():  # the client went away mid-command
                 task.cancel()
-                with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
+                with (
+                    anyio.CancelScope(shield=True),
+                    contextlib.suppress(Exception, asyncio.CancelledError),
+                ):
                     await task
 
 
