@@ -11,7 +11,8 @@ and checks):
 - ``assay``: ``assay serve`` in another process on loopback (local mode, SQLite in a
   temporary directory, default settings, so a warm pool of live sandboxes), through
   ``assay.client.AssayClient``; before each timed create, every warm pool is full again;
-- ``llm-sandbox``: its ``SandboxSession`` on the same local image, never pulled
+- ``llm-sandbox``: its ``SandboxSession`` on the same local image (Assay's configured sandbox
+  image), never pulled
   (bench/peers/llm_sandbox_runner.py);
 - ``docker``: plain ``docker run -d`` + ``docker exec`` through the docker SDK
   (bench/peers/docker_runner.py).
@@ -43,6 +44,7 @@ from typing import Any
 
 from _common import serving
 from assay.client import AssayClient
+from assay.config import ExecutionSettings
 from peers.protocol import FILE_SIZE, LABEL, METRICS, Payload, measure
 
 PEERS = Path(__file__).parent / "peers"
@@ -66,8 +68,8 @@ class AssaySandboxes:
 
     def __init__(self, client: AssayClient) -> None:
         self.client = client
-        self.creates = 0
-        self.warm = 0
+        #: Per create, in order, whether it came from the warm pool.
+        self.warm: list[bool] = []
         self.about = "assay serve (local mode, default settings) through AssayClient"
 
     def settle(self) -> None:
@@ -82,8 +84,7 @@ class AssaySandboxes:
 
     def create(self) -> str:
         sandbox = self.client.create_sandbox()
-        self.creates += 1
-        self.warm += sandbox.warm
+        self.warm.append(sandbox.warm)
         return sandbox.id
 
     def exec(self, sandbox: str, argv: list[str]) -> bytes:
@@ -107,7 +108,8 @@ async def run_assay(creates: int, execs: int, files: int) -> dict[str, Any]:
         with AssayClient(url, timeout=120) as client:
             runner = AssaySandboxes(client)
             samples = await asyncio.to_thread(measure, runner, creates, execs, files)
-            about = f"{runner.about}; {runner.warm} of {runner.creates} creates warm"
+            timed = runner.warm[1 : 1 + creates]  # measure's first create is untimed
+            about = f"{runner.about}; {sum(timed)} of {len(timed)} timed creates warm"
             return {"name": "assay", "about": about, "samples": samples}
 
 
@@ -115,7 +117,16 @@ def run_peer(name: str, creates: int, execs: int, files: int) -> dict[str, Any]:
     python = subprocess.run(
         [PEERS / "venv"], check=True, capture_output=True, text=True
     ).stdout.strip()
-    counts = ["--creates", str(creates), "--execs", str(execs), "--files", str(files)]
+    counts = [
+        "--image",
+        ExecutionSettings().image,
+        "--creates",
+        str(creates),
+        "--execs",
+        str(execs),
+        "--files",
+        str(files),
+    ]
     try:
         done = subprocess.run(
             [python, PEERS / PEER_RUNNERS[name], *counts],
@@ -152,8 +163,9 @@ def print_report(
     results: dict[str, dict[str, Any]], errors: dict[str, str], counts: dict[str, int]
 ) -> None:
     print(
-        f"\n{os.cpu_count()} CPUs; p50 in milliseconds; samples: create {counts['create']}, "
-        f"exec {counts['exec']} each, 50 MiB {counts['files']} (round trip = write + read)\n"
+        f"\n{os.cpu_count()} CPUs; image {ExecutionSettings().image}; p50 in milliseconds; "
+        f"samples: create {counts['create']}, exec {counts['exec']} each, "
+        f"50 MiB {counts['files']} (round trip = write + read)\n"
     )
     widths = [max(12, len(TITLES[metric]) + 2) for metric in METRICS]
     header = "".join(f"{TITLES[m]:>{w}}" for m, w in zip(METRICS, widths, strict=True))
@@ -172,7 +184,8 @@ def print_report(
         for metric, goal in GOALS.items():
             p50 = statistics.median(samples[metric])
             verdict = "met" if p50 <= goal else "NOT MET"
-            print(f"  {TITLES[metric]:<12}{p50 * 1000:>9.1f} <= {goal * 1000:.0f} ms  {verdict}")
+            limit = f"<= {goal * 1000:.0f} ms"
+            print(f"  {TITLES[metric]:<12}{p50 * 1000:>9.1f} {limit:<12}{verdict}")
     for name, error in errors.items():
         print(f"\n{name} FAILED: {error}", file=sys.stderr)
 

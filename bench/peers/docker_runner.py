@@ -1,7 +1,8 @@
 """Plain Docker through the docker SDK, measured as bench/sandboxes.py does. Run with the
 peers' venv (bench/peers/venv), the same SDK llm-sandbox uses, so this is the floor under it:
 
-    $(bench/peers/venv) bench/peers/docker_runner.py --creates 15 --execs 30 --files 5
+    $(bench/peers/venv) bench/peers/docker_runner.py --image assay-sandbox:6 \
+        --creates 15 --execs 30 --files 5
 
 ``containers.run(detach=True)`` of the same image sleeping (the image's user, no network,
 no other limits), ``exec_run`` per command, ``put_archive`` and ``get_archive`` for files
@@ -17,13 +18,14 @@ from pathlib import PurePosixPath
 
 import docker
 from docker.models.containers import Container
-from protocol import IMAGE, LABEL, Payload, run_as_script
+from protocol import LABEL, Payload, run_as_script
 
 
 class DockerContainers:
-    def __init__(self) -> None:
+    def __init__(self, image: str) -> None:
+        self.image = image
         self.client = docker.from_env()
-        self.client.images.get(IMAGE)  # raises when missing: never pulled
+        self.client.images.get(image)  # raises when missing: never pulled
         engine = self.client.version()["Version"]
         self.about = f"docker SDK {version('docker')}, Docker {engine}; image's user, no network"
 
@@ -32,7 +34,7 @@ class DockerContainers:
 
     def create(self) -> Container:
         return self.client.containers.run(
-            IMAGE, ["sleep", "infinity"], detach=True, network_mode="none", labels=LABEL
+            self.image, ["sleep", "infinity"], detach=True, network_mode="none", labels=LABEL
         )
 
     def exec(self, sandbox: Container, argv: list[str]) -> bytes:

@@ -1,7 +1,8 @@
 """llm-sandbox's ``SandboxSession`` (Docker backend), measured as bench/sandboxes.py does.
 Run with the peers' venv (bench/peers/venv), not the project's:
 
-    $(bench/peers/venv) bench/peers/llm_sandbox_runner.py --creates 15 --execs 30 --files 5
+    $(bench/peers/venv) bench/peers/llm_sandbox_runner.py --image assay-sandbox:6 \
+        --creates 15 --execs 30 --files 5
 
 The same local image as Assay's, never pulled (it is looked up first, and a missing image is
 an error; ``keep_template`` so the session never removes it); no environment setup (no venv,
@@ -22,13 +23,14 @@ from pathlib import Path
 import docker
 from llm_sandbox import SandboxSession
 from llm_sandbox.docker import SandboxDockerSession
-from protocol import IMAGE, LABEL, Payload, run_as_script
+from protocol import LABEL, Payload, run_as_script
 
 
 class LlmSandboxSessions:
-    def __init__(self) -> None:
+    def __init__(self, image: str) -> None:
+        self.image = image
         self.client = docker.from_env()
-        self.client.images.get(IMAGE)  # raises when missing: the session would pull it
+        self.client.images.get(image)  # raises when missing: the session would pull it
         self.local = Path(tempfile.mkdtemp(prefix="assay-bench-llm-sandbox-"))
         engine = self.client.version()["Version"]
         self.about = (
@@ -43,7 +45,7 @@ class LlmSandboxSessions:
         session = SandboxSession(
             client=self.client,
             lang="python",
-            image=IMAGE,
+            image=self.image,
             keep_template=True,
             skip_environment_setup=True,
             workdir="/workspace",

@@ -32,7 +32,6 @@ __all__ = [
     "ECHO_1MIB",
     "FILE_PATH",
     "FILE_SIZE",
-    "IMAGE",
     "LABEL",
     "METRICS",
     "TRUE",
@@ -43,7 +42,6 @@ __all__ = [
 ]
 
 MIB = 1024 * 1024
-IMAGE = "assay-sandbox:5"
 #: Put on every container a peer creates, so that leftovers can be found and removed.
 LABEL = {"assay.bench": "sandboxes"}
 TRUE = ["true"]
@@ -149,14 +147,16 @@ def measure(runner: Sandboxes[Any], creates: int, execs: int, files: int) -> dic
     return samples
 
 
-def run_as_script(name: str, make: Callable[[], Sandboxes[Any]]) -> None:
-    """A peer's runner script: measure with the counts given on the command line and print
-    ``{"name", "about", "samples"}`` as JSON on stdout."""
+def run_as_script(name: str, make: Callable[[str], Sandboxes[Any]]) -> None:
+    """A peer's runner script: measure with the image (Assay's sandbox image, local) and the
+    counts given on the command line and print ``{"name", "about", "samples"}`` as JSON on
+    stdout."""
     parser = argparse.ArgumentParser(description=f"{name}, measured as bench/sandboxes.py does")
+    parser.add_argument("--image", required=True, help="a local image, never pulled")
     parser.add_argument("--creates", type=int, required=True)
     parser.add_argument("--execs", type=int, required=True)
     parser.add_argument("--files", type=int, required=True)
     args = parser.parse_args()
-    runner = make()
+    runner = make(args.image)
     samples = measure(runner, args.creates, args.execs, args.files)
     print(json.dumps({"name": name, "about": runner.about, "samples": samples}))
