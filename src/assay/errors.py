@@ -10,6 +10,7 @@ same class, so a client raises what the server did::
     ├── ConfigurationError              settings that cannot work together
     ├── ExecutionError                  execution_engine: the sandbox itself failed
     │   ├── InvalidRequestError         a request breaks a limit or the schema (the caller's fault)
+    │   │   └── UserUnsupportedError    a command asks for a user this sandbox cannot be
     │   ├── EngineUnavailableError      the Docker daemon does not answer
     │   ├── SandboxImageNotFoundError   the sandbox image is not built
     │   ├── RuntimeNotAvailableError    the configured OCI runtime is not installed
@@ -19,7 +20,6 @@ same class, so a client raises what the server did::
     │   ├── SandboxNotFoundError        no such live sandbox (never was, or forgotten)
     │   ├── SandboxEndedError           the live sandbox has ended (idle, lifetime, deleted)
     │   ├── SandboxQuotaError           the API key has as many live sandboxes as it may
-    │   ├── UserUnsupportedError        a command asks for a user this sandbox cannot be
     │   └── FileOperationError          a file of a live sandbox could not be read or written
     │       ├── SandboxFileNotFoundError    no such file (or a parent is missing)
     │       ├── SandboxPermissionError      the sandbox's user may not

@@ -27,6 +27,7 @@ from assay.execution_engine import (
     ExecutionInterface,
     SandboxRequest,
 )
+from assay.execution_engine.docker_engine import DockerEngine
 from assay.execution_engine.remote import RemoteExecutionEngine
 from tests.conftest import EXECUTOR_TOKEN, leftover_containers, running_executor, started_engine
 from tests.sandbox import TEST_RUNTIME, make_settings
@@ -322,3 +323,18 @@ async def test_idle_and_lifetime_limits_end_a_sandbox(engine: ExecutionInterface
     assert (await engine.sandbox(old.id)).end_reason == EndReason.LIFETIME
     with pytest.raises(SandboxEndedError, match="lifetime"):
         await engine.exec_command(old.id, run("true"))
+
+
+async def test_another_process_engine_knows_its_sandboxes_are_not_its_own(
+    engine: ExecutionInterface, sandbox: str
+) -> None:
+    """Several `assay serve` on one database: each tells the others' sandboxes from lost
+    ones (the API then leaves their records alone)."""
+    other = DockerEngine(make_settings())
+    try:
+        assert not other.holds(sandbox)
+        with pytest.raises(SandboxNotFoundError, match="another Assay process"):
+            await other.sandbox(sandbox)
+    finally:
+        await other.close()
+    assert engine.holds(sandbox)

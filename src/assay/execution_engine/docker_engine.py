@@ -222,6 +222,9 @@ class DockerEngine(ExecutionInterface):
     async def sandbox(self, sandbox_id: str) -> SandboxInfo:
         return await self._live.get(sandbox_id)
 
+    def holds(self, sandbox_id: str) -> bool:
+        return sandbox_id.startswith(self._live.prefix)
+
     async def list_sandboxes(self) -> list[SandboxInfo]:
         return await self._live.running()
 

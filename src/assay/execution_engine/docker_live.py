@@ -16,6 +16,7 @@ import collections
 import contextlib
 import dataclasses
 import errno
+import hashlib
 import logging
 import secrets
 import socket
@@ -81,6 +82,8 @@ class LiveEngine(Protocol):
 
     @property
     def settings(self) -> ExecutionSettings: ...
+    @property
+    def owner(self) -> str: ...
     async def start(self) -> None: ...
     def isolation(self) -> Isolation: ...
     def create_live(self, sandbox: ResolvedSandbox) -> tuple[str, socket.socket]: ...
@@ -122,6 +125,8 @@ class LiveSandboxes:
         self._pool_size = live.pool_size
         self._sweeper: asyncio.Task[None] | None = None
         self._closed = False
+        #: Every id this engine makes starts with it: another process's are told apart.
+        self.prefix = f"sbx-{hashlib.sha256(engine.owner.encode()).hexdigest()[:8]}-"
 
     # -- the engine's methods --------------------------------------------------------------
 
@@ -155,7 +160,7 @@ class LiveSandboxes:
             raise
         now = datetime.now(UTC)
         token = container_id[:12]
-        sandbox_id = f"sbx-{secrets.token_hex(8)}"
+        sandbox_id = f"{self.prefix}{secrets.token_hex(8)}"
         info = SandboxInfo(
             id=sandbox_id,
             state="running",
@@ -192,7 +197,7 @@ class LiveSandboxes:
                 return self._view(entry)
             ended = self._ended.get(sandbox_id)
         if ended is None:
-            raise SandboxNotFoundError(f"no live sandbox {sandbox_id!r} here")
+            raise self._not_found(sandbox_id)
         return ended
 
     async def running(self) -> list[SandboxInfo]:
@@ -377,7 +382,16 @@ class LiveSandboxes:
             raise SandboxEndedError(f"sandbox {sandbox_id} has ended ({reason})")
         if entry is not None:
             raise SandboxEndedError(f"sandbox {sandbox_id} is ending")
-        raise SandboxNotFoundError(f"no live sandbox {sandbox_id!r} here")
+        raise self._not_found(sandbox_id)
+
+    def _not_found(self, sandbox_id: str) -> SandboxNotFoundError:
+        if sandbox_id.startswith("sbx-") and not sandbox_id.startswith(self.prefix):
+            return SandboxNotFoundError(
+                f"sandbox {sandbox_id} is held by another Assay process's engine, which this "
+                "one cannot reach; several servers share live sandboxes only in "
+                "EXECUTION_MODE=remote (through executor services)"
+            )
+        return SandboxNotFoundError(f"no live sandbox {sandbox_id!r} here")
 
     @staticmethod
     def _user(entry: _Live, user: str | None) -> str:

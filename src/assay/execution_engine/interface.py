@@ -172,6 +172,12 @@ class ExecutionInterface(abc.ABC):
         """
         raise SandboxError(f"{type(self).__name__} has no live sandboxes")
 
+    def holds(self, sandbox_id: str) -> bool:
+        """Whether ``sandbox_id`` could be one of this engine's sandboxes: False for one
+        made by another process's local engine (several ``assay serve`` on one database),
+        which this engine can neither reach nor declare lost."""
+        return True
+
     async def list_sandboxes(self) -> list[SandboxInfo]:
         """Every running live sandbox of this engine, oldest first."""
         return []

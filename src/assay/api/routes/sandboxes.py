@@ -211,7 +211,7 @@ class Sandboxes:
         live = {info.id: info for info in await self.engine.list_sandboxes()}
         for record in records:
             info = live.get(record.id)
-            if info is None or info.state != "running":
+            if (info is None or info.state != "running") and self.engine.holds(record.id):
                 await self.view(record)
         return {key: info for key, info in live.items() if info.state == "running"}
 
@@ -221,7 +221,7 @@ class Sandboxes:
         try:
             info = await self.engine.sandbox(record.id)
         except SandboxNotFoundError:
-            if record.state is SandboxState.RUNNING:
+            if record.state is SandboxState.RUNNING and self.engine.holds(record.id):
                 record = await self.end(record.id, EndReason.LOST)
             return _stored(record)
         if info.state == "ended" and record.state is SandboxState.RUNNING:
