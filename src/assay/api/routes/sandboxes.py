@@ -567,6 +567,14 @@ _BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "
     "/{sandbox_id}/files",
     response_model=FileOut,
     responses=_ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
 )
 async def write_file(
     sandbox_id: SandboxId,
