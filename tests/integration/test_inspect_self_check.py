@@ -81,6 +81,7 @@ def _loopback_only() -> Iterator[None]:
     try:
         yield
     finally:
+        loopback_only.uninstall()
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)

@@ -18,7 +18,8 @@ from typing import Any
 ATTEMPTS: list[tuple[str, str]] = []
 
 _LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", ""}
-_installed = False
+#: What install() replaced, for uninstall(): (owner, name, original).
+_saved: list[tuple[object, str, Any]] = []
 
 
 def _loopback_host(host: object) -> bool:
@@ -43,10 +44,8 @@ def _refuse(what: str, address: object) -> None:
 
 def install() -> None:
     """Patch ``socket`` so that connecting to, or resolving, anything else fails."""
-    global _installed  # noqa: PLW0603 - once per process
-    if _installed:
+    if _saved:
         return
-    _installed = True
     connect, connect_ex = socket.socket.connect, socket.socket.connect_ex
     sendto, getaddrinfo = socket.socket.sendto, socket.getaddrinfo
 
@@ -80,7 +79,18 @@ def install() -> None:
             raise socket.gaierror(socket.EAI_NONAME, f"loopback only: refused to resolve {host!r}")
         return getaddrinfo(host, *args, **kwargs)
 
-    socket.socket.connect = guarded_connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = guarded_connect_ex  # type: ignore[method-assign]
-    socket.socket.sendto = guarded_sendto  # type: ignore[assignment]
-    socket.getaddrinfo = guarded_getaddrinfo
+    for owner, name, guard in (
+        (socket.socket, "connect", guarded_connect),
+        (socket.socket, "connect_ex", guarded_connect_ex),
+        (socket.socket, "sendto", guarded_sendto),
+        (socket, "getaddrinfo", guarded_getaddrinfo),
+    ):
+        _saved.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, guard)
+
+
+def uninstall() -> None:
+    """Undo :func:`install`."""
+    while _saved:
+        owner, name, original = _saved.pop()
+        setattr(owner, name, original)
