@@ -51,6 +51,7 @@ bench: bootstrap
 	$(BIN)/python bench/scale_out.py
 	$(BIN)/python bench/runtimes.py
 	$(BIN)/python bench/languages.py
+	$(BIN)/python bench/sandboxes.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache test-artifacts
