@@ -77,6 +77,7 @@ from assay.execution_engine import (
     SandboxInfo,
     SandboxRequest,
     languages_of,
+    new_sandbox_info,
     resolve_sandbox,
 )
 from assay.execution_engine.attach import AttachEnd, Compiled, verdict
@@ -240,26 +241,8 @@ class FakeEngine(ExecutionInterface):
         if self._closed:
             raise SandboxError("the fake engine is closed")
         resolved = resolve_sandbox(request, self.settings)
-        now = datetime.now(UTC)
         sandbox_id = f"sbx-{secrets.token_hex(8)}"
-        info = SandboxInfo(
-            id=sandbox_id,
-            state="running",
-            created_at=now,
-            memory_mb=resolved.memory_mb,
-            cpus=resolved.cpus,
-            pids_limit=resolved.pids_limit,
-            idle_timeout_seconds=resolved.idle_timeout_seconds,
-            lifetime_seconds=resolved.lifetime_seconds,
-            labels=resolved.labels,
-            language=resolved.language,
-            image=resolved.image,
-            user=resolved.user,
-            runtime="fake",
-            last_used_at=now,
-            expires_at=now,
-            warm=False,
-        )
+        info = new_sandbox_info(sandbox_id, resolved, runtime="fake", warm=False)
         directory = Path(tempfile.mkdtemp(prefix="assay-fake-sandbox-"))
         sandbox = FakeLiveSandbox(info, directory, self._groups)
         sandbox.touch()

@@ -24,6 +24,7 @@ from assay.execution_engine.live import (
     SandboxInfo,
     SandboxRequest,
     SandboxUser,
+    new_sandbox_info,
     resolve_sandbox,
 )
 from assay.execution_engine.models import (
@@ -64,6 +65,7 @@ __all__ = [
     "image_status",
     "languages_of",
     "load_languages",
+    "new_sandbox_info",
     "resolve_request",
     "resolve_sandbox",
 ]

@@ -262,17 +262,7 @@ class DockerEngine(ExecutionInterface):
             token=secrets.token_hex(8),
         )
         container_id = daemon.create_from_config(spec.config, name=spec.name)
-        try:
-            sock = daemon.attach(container_id)
-            try:
-                daemon.start(container_id)
-            except BaseException:
-                close_attach(sock)
-                raise
-        except BaseException:
-            daemon.remove(container_id)
-            raise
-        return container_id, sock
+        return container_id, self._attach_and_start(daemon, container_id)
 
     def take_lifeline(self, container_id: str) -> socket.socket | None:
         return self._take_lifeline(container_id)
@@ -705,6 +695,14 @@ class DockerEngine(ExecutionInterface):
         ``_lifelines``) and started, its PID 1 waiting for a program."""
         daemon = self._require_daemon()
         container_id = self._create(daemon, profile)
+        sock = self._attach_and_start(daemon, container_id)
+        with self._lifelines_lock:
+            self._lifelines[container_id] = sock
+        return container_id
+
+    @staticmethod
+    def _attach_and_start(daemon: DockerDaemon, container_id: str) -> socket.socket:
+        """Attach to a created container, then start it; removed if either fails."""
         try:
             sock = daemon.attach(container_id)
             try:
@@ -715,9 +713,7 @@ class DockerEngine(ExecutionInterface):
         except BaseException:
             daemon.remove(container_id)
             raise
-        with self._lifelines_lock:
-            self._lifelines[container_id] = sock
-        return container_id
+        return sock
 
     def _take_lifeline(self, container_id: str) -> socket.socket | None:
         with self._lifelines_lock:

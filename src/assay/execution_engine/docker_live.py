@@ -55,6 +55,7 @@ from assay.execution_engine.live import (
     ResolvedSandbox,
     SandboxInfo,
     SandboxRequest,
+    new_sandbox_info,
     resolve_sandbox,
 )
 from assay.execution_engine.live_channel import Channel, Outcome
@@ -158,26 +159,10 @@ class LiveSandboxes:
             close_attach(sock)
             await self._in_thread(self._engine.remove, container_id)
             raise
-        now = datetime.now(UTC)
         token = container_id[:12]
         sandbox_id = f"{self.prefix}{secrets.token_hex(8)}"
-        info = SandboxInfo(
-            id=sandbox_id,
-            state="running",
-            created_at=now,
-            memory_mb=resolved.memory_mb,
-            cpus=resolved.cpus,
-            pids_limit=resolved.pids_limit,
-            idle_timeout_seconds=resolved.idle_timeout_seconds,
-            lifetime_seconds=resolved.lifetime_seconds,
-            labels=resolved.labels,
-            language=resolved.language,
-            image=resolved.image,
-            user=resolved.user,
-            runtime=self._engine.isolation().runtime,
-            last_used_at=now,
-            expires_at=_at(now, min(resolved.idle_timeout_seconds, resolved.lifetime_seconds)),
-            warm=warm,
+        info = new_sandbox_info(
+            sandbox_id, resolved, runtime=self._engine.isolation().runtime, warm=warm
         )
         clock = time.monotonic()
         entry = _Live(info, container_id, channel, resolved, clock, clock)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
@@ -36,6 +36,7 @@ __all__ = [
     "SandboxRequest",
     "SandboxUser",
     "WireBytes",
+    "new_sandbox_info",
     "resolve_sandbox",
 ]
 
@@ -212,6 +213,33 @@ class SandboxInfo(BaseModel):
     expires_at: datetime = Field(description="When it ends unless used again (idle) first.")
     warm: bool = Field(description="Whether it came from the warm pool.")
     commands: int = Field(default=0, description="Commands run so far.")
+
+
+def new_sandbox_info(
+    sandbox_id: str, sandbox: ResolvedSandbox, *, runtime: str, warm: bool
+) -> SandboxInfo:
+    """What an engine says of a sandbox it has just started."""
+    now = datetime.now(UTC)
+    return SandboxInfo(
+        id=sandbox_id,
+        state="running",
+        created_at=now,
+        memory_mb=sandbox.memory_mb,
+        cpus=sandbox.cpus,
+        pids_limit=sandbox.pids_limit,
+        idle_timeout_seconds=sandbox.idle_timeout_seconds,
+        lifetime_seconds=sandbox.lifetime_seconds,
+        labels=sandbox.labels,
+        language=sandbox.language,
+        image=sandbox.image,
+        user=sandbox.user,
+        runtime=runtime,
+        last_used_at=now,
+        expires_at=datetime.fromtimestamp(
+            now.timestamp() + min(sandbox.idle_timeout_seconds, sandbox.lifetime_seconds), UTC
+        ),
+        warm=warm,
+    )
 
 
 class CommandRequest(BaseModel):
