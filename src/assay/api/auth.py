@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from assay.errors import AuthenticationError
-from assay.storage import Storage
+from assay.storage import ApiKey, Storage
 
 __all__ = ["ApiKeys"]
 
@@ -30,16 +30,19 @@ class ApiKeys:
             self._checked_at = now
         return self._required
 
-    async def check(self, scheme: str | None, secret: str | None) -> None:
-        """Raises AuthenticationError unless the request may go on."""
+    async def check(self, scheme: str | None, secret: str | None) -> ApiKey | None:
+        """The request's key (None on a server that requires none); raises
+        AuthenticationError unless the request may go on."""
         if not await self.required():
-            return
+            return None
         if secret is None or (scheme or "").lower() != "bearer":
             raise AuthenticationError(
                 "this server requires an API key: Authorization: Bearer <key>"
             )
-        if await self._storage.verify_api_key(secret) is None:
+        key = await self._storage.verify_api_key(secret)
+        if key is None:
             raise AuthenticationError(
                 "invalid or revoked API key (once a key has existed, every request needs "
                 "an active one: `assay keys create`)"
             )
+        return key

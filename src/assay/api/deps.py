@@ -75,8 +75,10 @@ async def require_api_key(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    """Open when no API key exists (only allowed on loopback); otherwise a valid key."""
+    """Open when no API key exists (only allowed on loopback); otherwise a valid key, kept
+    as ``request.state.api_key`` (None on an open server)."""
     if credentials is None:
-        await _services(request).keys.check(None, None)
+        key = await _services(request).keys.check(None, None)
     else:
-        await _services(request).keys.check(credentials.scheme, credentials.credentials)
+        key = await _services(request).keys.check(credentials.scheme, credentials.credentials)
+    request.state.api_key = key
