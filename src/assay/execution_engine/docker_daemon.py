@@ -260,7 +260,8 @@ class DockerDaemon:
 
     def remove(self, container_id: str) -> None:
         """Force-remove the container; no error if it is already gone. Retries briefly when
-        it is between states (stopping as we remove it, or removed by someone else)."""
+        it is between states (stopping as we remove it, or removed by someone else); when
+        someone else (AutoRemove) is removing it, returns once it is gone."""
         for attempt in range(5):
             with self._translated():
                 try:
@@ -271,9 +272,14 @@ class DockerDaemon:
                 except docker.errors.APIError as exc:
                     text = str(exc.explanation)
                     if "already in progress" in text:
-                        return
-                    if "is not running" not in text or attempt == 4:
+                        in_progress = True
+                    elif "is not running" not in text or attempt == 4:
                         raise
+                    else:
+                        in_progress = False
+            if in_progress:
+                self.wait_removed(container_id, 5)
+                return
             time.sleep(0.1 * (attempt + 1))
 
     def container_ids(self, labels: Mapping[str, str], *, running: bool = False) -> list[str]:
