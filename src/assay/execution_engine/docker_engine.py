@@ -57,6 +57,7 @@ from assay.errors import (
 )
 from assay.execution_engine.attach import (
     GO,
+    SIGKILL,
     Cancelled,
     Compiled,
     Conversation,
@@ -637,14 +638,12 @@ class DockerEngine(ExecutionInterface):
         if outcome != "exited":
             return verdict(outcome, None, False, output, talk.duration, compiled=talk.compiled)
         if trailer is not None and (trailer.exit_code is not None or trailer.setup_error):
-            return verdict(
-                outcome,
-                None,
-                bool(trailer.oom_kills),
-                output,
-                talk.duration,
-                compiled=talk.compiled,
-            )
+            oom = bool(trailer.oom_kills)
+            if trailer.signal == SIGKILL and trailer.oom_kills is None and self._gvisor():
+                # gVisor shows no OOM counter inside; its kill of the program for memory is
+                # in Docker's event log (the sandbox itself may survive it, or not).
+                oom = self._oom_logged(daemon, run)
+            return verdict(outcome, None, oom, output, talk.duration, compiled=talk.compiled)
         return self._without_trailer(daemon, run, output, talk.duration, compiled=talk.compiled)
 
     def dispose(self, container_id: str, *, now: bool = False) -> None:
@@ -824,6 +823,20 @@ class DockerEngine(ExecutionInterface):
             "the sandbox was lost while the program ran (killed or removed from outside, or "
             "the Docker daemon restarted): no verdict"
         )
+
+    def _gvisor(self) -> bool:
+        return self._require_isolation().gvisor
+
+    def _oom_logged(self, daemon: DockerDaemon, run: Run) -> bool:
+        """Whether Docker logged an OOM of ``run``'s container since it began (the event
+        may be logged just after the program's end)."""
+        for attempt in range(_EVENT_CHECKS):
+            events = daemon.events_of(run.container_id or "", ("oom",), run.began - 1)
+            if events:
+                return True
+            if attempt + 1 < _EVENT_CHECKS:
+                time.sleep(0.2)
+        return False
 
     def _require_isolation(self) -> Isolation:
         if self._isolation is None:
