@@ -16,7 +16,8 @@ a 10 s limit, at concurrency 1 and 4. Runners:
   (bench/peers/epicbox_runner.py);
 - ``assay``: ``assay serve`` in another process on loopback (local mode, default settings,
   SQLite in a temporary directory), ``POST /api/v1/evaluations?wait=60`` per problem through
-  ``AssayClient.submit``; before each run every warm pool is full.
+  ``AssayClient.submit``; before each run every warm pool is full, and its CPU time
+  includes filling them again after it.
 
 The peers run in epicbox's venv (bench/peers/epicbox-venv creates it, outside the
 repository), each as a subprocess printing its runs as JSON; all runners are driven by the
@@ -102,7 +103,9 @@ async def run_assay(programs: list[str], concurrencies: list[int]) -> dict[str, 
                 runs = []
                 for concurrency in concurrencies:
                     settle(client)
-                    runs.append(drive(evaluate, programs, concurrency).__dict__)
+                    runs.append(
+                        drive(evaluate, programs, concurrency, lambda: settle(client)).__dict__
+                    )
                 pools = ", ".join(
                     f"{p.profile} x{p.target} ({p.hits} hits, {p.misses} misses)"
                     for p in client.queue().pool

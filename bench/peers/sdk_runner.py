@@ -75,9 +75,16 @@ class Run:
     failures: list[str]
 
 
-def drive(evaluate: Callable[[str], None], programs: list[str], concurrency: int) -> Run:
+def drive(
+    evaluate: Callable[[str], None],
+    programs: list[str],
+    concurrency: int,
+    restore: Callable[[], None] | None = None,
+) -> Run:
     """Every program through ``evaluate`` (raises unless it passed), ``concurrency`` at a
-    time, each timed."""
+    time, each timed. ``restore`` (Assay's: until its warm pools are full again) runs after
+    the clock stopped but before the CPU time is read, so that work the run left behind
+    (refills) is counted in its CPU."""
     latencies: list[float] = []
     failures: list[str] = []
 
@@ -93,6 +100,8 @@ def drive(evaluate: Callable[[str], None], programs: list[str], concurrency: int
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(one, programs))
     seconds = time.perf_counter() - began
+    if restore is not None:
+        restore()
     busy = (cpu_jiffies() - jiffies) / os.sysconf("SC_CLK_TCK")
     return Run(
         concurrency,
