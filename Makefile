@@ -52,6 +52,7 @@ bench: bootstrap
 	$(BIN)/python bench/runtimes.py
 	$(BIN)/python bench/languages.py
 	$(BIN)/python bench/sandboxes.py
+	$(BIN)/python bench/humaneval_peers.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache test-artifacts
