@@ -10,7 +10,7 @@ import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Protocol
 
 from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -49,10 +49,8 @@ from assay.execution_engine.protocol import (
     LANGUAGES_PATH,
     POOL_PATH,
     STREAM_PATH,
-    error_line,
-    output_line,
-    result_line,
 )
+from assay.executor_service.ndjson import ndjson_lines
 from assay.executor_service.sandboxes import add_sandbox_routes
 from assay.monitoring import PoolCollector
 
@@ -382,31 +380,13 @@ async def _detached(
     return await created
 
 
-async def _stream(
+def _stream(
     slots: _Slots, runner: Runner, request: ExecutionRequest, execution_id: str | None
 ) -> AsyncIterator[bytes]:
-    lines: asyncio.Queue[bytes | None] = asyncio.Queue()
+    # The client going away cancels the run: never a sandbox running for nobody (the slot
+    # is released by _run when the sandbox is gone).
+    async def work(on_output: OutputCallback) -> str:
+        result = await _run(slots, runner, request, execution_id, on_output)
+        return result.model_dump_json()
 
-    def on_output(stream: Literal["stdout", "stderr"], data: bytes) -> None:
-        lines.put_nowait(output_line(stream, data))
-
-    async def run() -> None:
-        try:
-            result = await _run(slots, runner, request, execution_id, on_output)
-            lines.put_nowait(result_line(result.model_dump_json()))
-        except ExecutionError as exc:
-            lines.put_nowait(error_line(exc.code, exc.message))
-        except asyncio.CancelledError:
-            lines.put_nowait(error_line("cancelled", "the execution was cancelled"))
-        finally:
-            lines.put_nowait(None)
-
-    task = asyncio.create_task(run())
-    try:
-        while (line := await lines.get()) is not None:
-            yield line
-    finally:
-        # The client went away (or we are done): never leave a sandbox running for nobody.
-        # The slot is released by _run when the sandbox is gone.
-        if not task.done():
-            task.cancel()
+    return ndjson_lines(work)

@@ -3,24 +3,23 @@ local engine's live sandbox methods over HTTP, for the platform's RemoteExecutio
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from assay.errors import AssayError, ExecutionError
 from assay.execution_engine import (
     CommandRequest,
     CommandResult,
     ExecutionInterface,
     FileWritten,
+    OutputCallback,
     SandboxInfo,
     SandboxRequest,
 )
-from assay.execution_engine.protocol import SANDBOXES_PATH, error_line, output_line
+from assay.execution_engine.protocol import SANDBOXES_PATH
+from assay.executor_service.ndjson import ndjson_lines
 
 __all__ = ["add_sandbox_routes"]
 
@@ -74,31 +73,11 @@ def add_sandbox_routes(app: FastAPI, engine: ExecutionInterface) -> None:
         return Response(data, media_type="application/octet-stream")
 
 
-async def _stream(
+def _stream(
     engine: ExecutionInterface, sandbox_id: str, command: CommandRequest
 ) -> AsyncIterator[bytes]:
-    lines: asyncio.Queue[bytes | None] = asyncio.Queue()
+    async def work(on_output: OutputCallback) -> str:
+        result = await engine.exec_command(sandbox_id, command, on_output=on_output)
+        return result.model_dump_json()
 
-    def on_output(stream: Literal["stdout", "stderr"], data: bytes) -> None:
-        lines.put_nowait(output_line(stream, data))
-
-    async def run() -> None:
-        try:
-            result = await engine.exec_command(sandbox_id, command, on_output=on_output)
-            lines.put_nowait(
-                b'{"type": "result", "result": ' + result.model_dump_json().encode() + b"}\n"
-            )
-        except AssayError as exc:
-            lines.put_nowait(error_line(exc.code, exc.message))
-        finally:
-            lines.put_nowait(None)
-
-    task = asyncio.ensure_future(run())
-    try:
-        while (line := await lines.get()) is not None:
-            yield line
-    finally:
-        if not task.done():
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ExecutionError):
-            await task
+    return ndjson_lines(work)
