@@ -119,9 +119,10 @@ logger = logging.getLogger(__name__)
 _EXIT_GRACE_SECONDS = 2.0
 #: Exit status of a container Docker killed for memory (SIGKILL), for a verdict with no trailer.
 _KILLED = 128 + 9
-#: How many times Docker's event log is read, 0.2 s apart, about a sandbox that ended without
-#: a trailer before it is called lost.
-_EVENT_CHECKS = 5
+#: How many times Docker's event log is read, 0.2 s apart, for an OOM kill of a sandbox that
+#: ended without a trailer (or, under gVisor, whose program was SIGKILLed) before it is called
+#: lost (or killed from inside): up to 3 s, as a busy machine's runsc shim logs the OOM late.
+_EVENT_CHECKS = 15
 _NO_BATCH_UNDER_GVISOR = (
     "batch isolation is not available under gVisor (runtime runsc): the reset between "
     "programs cannot be verified there; submit with isolation 'evaluation'"
@@ -836,6 +837,7 @@ class DockerEngine(ExecutionInterface):
                 return True
             if attempt + 1 < _EVENT_CHECKS:
                 time.sleep(0.2)
+        logger.info("sandbox %s: its program was SIGKILLed, no OOM logged", run.container_id)
         return False
 
     def _require_isolation(self) -> Isolation:
