@@ -1,7 +1,7 @@
 """Plain Docker through the docker SDK, measured as bench/sandboxes.py does. Run with the
 peers' venv (bench/peers/venv), the same SDK llm-sandbox uses, so this is the floor under it:
 
-    $(bench/peers/venv) bench/peers/docker_runner.py --image assay-sandbox:6 \
+    $(bench/peers/venv) bench/peers/docker_runner.py --image assay-sandbox:7 \
         --creates 15 --execs 30 --files 5
 
 ``containers.run(detach=True)`` of the same image sleeping (the image's user, no network,

@@ -1,7 +1,7 @@
 """HumanEval through epicbox 1.1.0, one fresh container per problem, measured as
 bench/humaneval_peers.py measures every runner. Run with epicbox's venv (it needs urllib3<2):
 
-    $(bench/peers/epicbox-venv) bench/peers/epicbox_runner.py --image assay-sandbox:6 \
+    $(bench/peers/epicbox-venv) bench/peers/epicbox_runner.py --image assay-sandbox:7 \
         --problems 164 --concurrency 1 4
 
 ``epicbox.run`` with one profile on the local image (epicbox only ever creates containers

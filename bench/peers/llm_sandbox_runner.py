@@ -1,7 +1,7 @@
 """llm-sandbox's ``SandboxSession`` (Docker backend), measured as bench/sandboxes.py does.
 Run with the peers' venv (bench/peers/venv), not the project's:
 
-    $(bench/peers/venv) bench/peers/llm_sandbox_runner.py --image assay-sandbox:6 \
+    $(bench/peers/venv) bench/peers/llm_sandbox_runner.py --image assay-sandbox:7 \
         --creates 15 --execs 30 --files 5
 
 The same local image as Assay's, never pulled (it is looked up first, and a missing image is

@@ -2,7 +2,7 @@
 bench/humaneval_peers.py measures every runner. Run with epicbox's venv
 (bench/peers/epicbox-venv), which holds the same docker SDK as the project and HumanEval:
 
-    $(bench/peers/epicbox-venv) bench/peers/sdk_runner.py --image assay-sandbox:6 \
+    $(bench/peers/epicbox-venv) bench/peers/sdk_runner.py --image assay-sandbox:7 \
         --problems 164 --concurrency 1 4
 
 Per problem ``containers.run(image, ["timeout", "10", "python3", "-c", program])``: no

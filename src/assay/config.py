@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 #: Bumped whenever the image recipe in ``execution_engine/image.py`` changes.
-SANDBOX_IMAGE_VERSION = "6"
+SANDBOX_IMAGE_VERSION = "7"
 SANDBOX_IMAGE_REPOSITORY = "assay-sandbox"
 
 logger = logging.getLogger(__name__)

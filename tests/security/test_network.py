@@ -47,6 +47,21 @@ async def test_names_do_not_resolve(engine: DockerEngine) -> None:
     assert result.stdout.startswith("gaierror"), result.stdout
 
 
+async def test_its_own_loopback_works_and_localhost_resolves(engine: DockerEngine) -> None:
+    result = await run(
+        engine,
+        """
+        import socket
+        server = socket.create_server(("localhost", 0))
+        client = socket.create_connection(server.getsockname()[:2], timeout=5)
+        peer, _ = server.accept()
+        client.sendall(b"ping")
+        print(peer.recv(4).decode(), socket.gethostbyname("localhost"))
+        """,
+    )
+    assert result.stdout.split() == ["ping", "127.0.0.1"], result
+
+
 async def test_a_listener_on_the_hosts_loopback_is_unreachable(engine: DockerEngine) -> None:
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))

@@ -61,6 +61,7 @@ def test_the_sandbox_is_locked_down() -> None:
     assert "no-new-privileges:true" in hc["SecurityOpt"]
     assert hc["ReadonlyRootfs"] is True
     assert hc["NetworkMode"] == "none"
+    assert spec().config["NetworkDisabled"] is True, "Docker sets up no networking for it"
     assert hc["IpcMode"] == "private"
     assert hc["LogConfig"] == {"Type": "none", "Config": {}}
     assert hc["OomScoreAdj"] == 500

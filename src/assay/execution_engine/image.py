@@ -418,6 +418,7 @@ def _prepare_rootfs(rootfs: Path) -> None:
     with (rootfs / "etc/shadow").open("a") as shadow:
         shadow.write("sandbox:!:19000:0:99999:7:::\n")
     (rootfs / WORKDIR.lstrip("/")).mkdir(mode=0o755, exist_ok=True)
+    _resolve_localhost(rootfs / "etc/nsswitch.conf")
     for relative in _SLIM_PATHS:
         target = rootfs / relative
         if target.is_dir():
@@ -434,6 +435,15 @@ def _prepare_rootfs(rootfs: Path) -> None:
             mode = path.lstat().st_mode
             if mode & 0o6000:
                 path.chmod(mode & ~0o6000 & 0o7777)
+
+
+def _resolve_localhost(nsswitch: Path) -> None:
+    """Host names resolve from /etc/hosts, then nss-myhostname (``localhost``, the sandbox's
+    own name), never DNS: in a sandbox Docker masks the image's /etc/hosts with an empty
+    one, as it creates sandboxes with networking disabled (sandbox_spec.py)."""
+    lines = nsswitch.read_text().splitlines() if nsswitch.exists() else []
+    kept = [line for line in lines if not line.startswith("hosts:")]
+    nsswitch.write_text("\n".join([*kept, "hosts: files myhostname"]) + "\n")
 
 
 def _host_codename() -> str:

@@ -3,10 +3,11 @@
 :func:`sandbox_spec` is a pure function of the settings, the limits fixed at creation
 (:class:`Profile`) and what the engine learnt from the daemon when it started
 (:class:`Isolation`). Its result is the body of Docker's ``POST /containers/create``: no
-network, read-only root, tmpfs working directory and /tmp, non-root user, no capabilities,
-no-new-privileges, the seccomp profile, the configured OCI runtime, pids/memory/CPU/ulimit
-caps, no log driver, AutoRemove, stdin kept open for the sandbox's PID 1 and closed when the
-attach ends (the lifeline), and labels saying which engine and which process own it.
+network (and no networking set up by Docker), read-only root, tmpfs working directory and
+/tmp, non-root user, no capabilities, no-new-privileges, the seccomp profile, the configured
+OCI runtime, pids/memory/CPU/ulimit caps, no log driver, AutoRemove, stdin kept open for the
+sandbox's PID 1 and closed when the attach ends (the lifeline), and labels saying which
+engine and which process own it.
 """
 
 from __future__ import annotations
@@ -142,7 +143,11 @@ def sandbox_spec(
         "WorkingDir": WORKDIR,
         "Env": [f"{key}={value}" for key, value in environment.items()],
         "Tty": False,
-        "NetworkDisabled": False,
+        # Its own network namespace (NetworkMode none) holding only loopback, with none of
+        # Docker's networking for it: no libnetwork prestart hook (a re-exec of dockerd per
+        # start, half a fresh sandbox's CPU) and no /etc/hosts or /etc/resolv.conf bind
+        # mounts (the image has its own /etc/hosts).
+        "NetworkDisabled": True,
         # The program comes in on stdin. StdinOnce: Docker closes the sandbox's stdin when
         # our attach ends, and its PID 1 then ends everything; the sandbox's lifeline
         # (tests/integration/test_sandbox_ownership.py proves it).
