@@ -20,6 +20,7 @@ from typing import Any
 import docker
 import docker.errors
 import requests.exceptions
+from docker.transport import UnixHTTPAdapter
 
 from assay.errors import (
     EngineUnavailableError,
@@ -40,6 +41,22 @@ START_DOCKER_HINT = (
 )
 
 
+#: The key of the one connection pool to a daemon's Unix socket (any URL of it would do).
+_ONE_POOL = "http+docker://localhost"
+
+
+def _reuse_connections(api: docker.APIClient) -> None:
+    """One pool of kept-alive connections to the daemon's socket for every request. The
+    SDK's socket adapter keeps a pool per URL, so a call about a new container (all of a
+    sandbox's calls) opened a connection, and evicted pools closed theirs. No netrc or
+    proxy settings are read either: the daemon is a socket, not a web server."""
+    api.trust_env = False
+    adapter = getattr(api, "_custom_adapter", None)
+    if isinstance(adapter, UnixHTTPAdapter):
+        per_url = adapter.get_connection
+        adapter.get_connection = lambda url, proxies=None: per_url(_ONE_POOL, proxies)  # type: ignore[method-assign]
+
+
 class DockerDaemon:
     """A connection to one Docker daemon. Every method may raise
     :class:`EngineUnavailableError` when the daemon stops answering."""
@@ -54,6 +71,7 @@ class DockerDaemon:
                     base_url=base_url, timeout=int(timeout), max_pool_size=pool_size
                 )
             self._api = self._client.api
+            _reuse_connections(self._api)
         except docker.errors.DockerException as exc:
             raise EngineUnavailableError(
                 f"Docker daemon not reachable at {self._where} ({_short(exc)}); {START_DOCKER_HINT}"
