@@ -46,12 +46,19 @@ from typing import Any
 from _common import percentile, serving
 from assay.client import AssayClient
 from assay.config import ExecutionSettings
-from peers.sdk_runner import LABEL, TIMEOUT_SECONDS, drive
+from peers.sdk_runner import LABEL, PROCESS_GROUPS, TIMEOUT_SECONDS, drive
 
 PEERS = Path(__file__).parent / "peers"
-#: Peer name -> its runner script in bench/peers.
-PEER_RUNNERS = {"docker": "sdk_runner.py", "epicbox": "epicbox_runner.py"}
-RUNNERS = (*PEER_RUNNERS, "assay")
+#: Peer name -> its runner script in bench/peers (and its arguments).
+PEER_RUNNERS = {
+    "docker": ["sdk_runner.py"],
+    "epicbox": ["epicbox_runner.py"],
+    "cheapest": ["ceiling_runner.py"],
+    "processes": ["ceiling_runner.py", "--processes"],
+}
+#: Those run at Assay's queue concurrency (the machine's CPUs), not at each --concurrency.
+WHOLE_BATCH = ("processes", "assay-batch")
+RUNNERS = ("docker", "epicbox", "cheapest", "assay", "processes", "assay-batch")
 QUICK_PROBLEMS = 20
 
 
@@ -119,6 +126,47 @@ async def run_assay(programs: list[str], concurrencies: list[int]) -> dict[str, 
             return await asyncio.to_thread(measure)
 
 
+async def run_assay_batch(programs: list[str]) -> dict[str, Any]:
+    """All the programs as one batch with ``isolation: "batch"``, from its submission to
+    the last verdict (each checked), the pool's refill after it included in its CPU."""
+    async with serving() as url:
+        with AssayClient(url, timeout=120) as client:
+
+            def measure() -> dict[str, Any]:
+                settle(client)
+                submitted: list[str] = []
+                failures: list[str] = []
+
+                def evaluate(_: str) -> None:  # the whole batch, once
+                    batch = client.submit_batch(
+                        [{"code": p, "timeout_seconds": TIMEOUT_SECONDS} for p in programs],
+                        isolation="batch",
+                    )
+                    submitted.extend(evaluation.id for evaluation in batch)
+                    for evaluation_id in submitted:
+                        done = client.wait(evaluation_id, timeout=600)
+                        if done.status != "completed" or done.exit_code != 0:
+                            failures.append(f"{done.status}, exit {done.exit_code}")
+
+                run = drive(evaluate, ["all"], 1, lambda: settle(client))
+                seconds = run.seconds
+                run.count, run.failures = len(programs), failures + run.failures
+                run.latencies = [
+                    (e.finished_at - e.started_at).total_seconds()
+                    for e in map(client.get, submitted)
+                    if e.finished_at and e.started_at
+                ] or [seconds]
+                run.concurrency = os.cpu_count() or 1
+                about = (
+                    "assay serve (default settings), one POST /api/v1/evaluations/batch of "
+                    "every program with isolation 'batch', until the last verdict; p50 = each "
+                    "program's started -> finished"
+                )
+                return {"name": "assay-batch", "about": about, "runs": [run.__dict__]}
+
+            return await asyncio.to_thread(measure)
+
+
 def run_peer(name: str, problems: int | None, concurrencies: list[int]) -> dict[str, Any]:
     limit = ["--problems", str(problems)] if problems else []
     args = [
@@ -126,11 +174,12 @@ def run_peer(name: str, problems: int | None, concurrencies: list[int]) -> dict[
         ExecutionSettings().image,
         *limit,
         "--concurrency",
-        *map(str, concurrencies),
+        *map(str, [os.cpu_count() or 1] if name in WHOLE_BATCH else concurrencies),
     ]
+    script, *flags = PEER_RUNNERS[name]
     try:
         done = subprocess.run(
-            [peers_python(), PEERS / PEER_RUNNERS[name], *args],
+            [peers_python(), PEERS / script, *flags, *args],
             stdout=subprocess.PIPE,
             text=True,
             check=False,
@@ -190,6 +239,8 @@ def print_report(results: dict[str, dict[str, Any]], errors: dict[str, str], cou
             )
     for name in errors:
         print(f"{name:<{widths[0]}}FAILED")
+    print_breakdown(results)
+    print_ratios(results)
     print()
     for name, result in results.items():
         print(f"{name}: {result['about']}")
@@ -199,6 +250,59 @@ def print_report(results: dict[str, dict[str, Any]], errors: dict[str, str], cou
                 print(f"{name} (concurrency {run['concurrency']}): {failure}", file=sys.stderr)
     for name, error in errors.items():
         print(f"\n{name} FAILED: {error}", file=sys.stderr)
+
+
+def print_breakdown(results: dict[str, dict[str, Any]]) -> None:
+    """Each run's CPU time per evaluation by process: the shims, runc, the programs and the
+    kernel's threads are ``rest``."""
+    groups = (*PROCESS_GROUPS, "rest")
+    print("\nCPU ms per evaluation, by process (rest: shims, runc, the programs, the kernel)")
+    print(f"{'runner':<12}{'conc':>6}" + "".join(f"{g:>12}" for g in groups))
+    for name, result in results.items():
+        for run in result["runs"]:
+            cells = "".join(f"{run['breakdown'][g] / run['count'] * 1000:>12.1f}" for g in groups)
+            print(f"{name:<12}{run['concurrency']:>6}{cells}")
+
+
+def print_ratios(results: dict[str, dict[str, Any]]) -> None:
+    """The issue's comparisons, where both sides ran."""
+
+    def rate(name: str, concurrency: int | None = None) -> float | None:
+        runs = results.get(name, {}).get("runs", [])
+        for run in runs:
+            if concurrency is None or run["concurrency"] == concurrency:
+                return float(run["count"] / run["seconds"])
+        return None
+
+    def cpu(name: str, concurrency: int) -> float | None:
+        for run in results.get(name, {}).get("runs", []):
+            if run["concurrency"] == concurrency:
+                return float(run["cpu_seconds"] / run["count"])
+        return None
+
+    lines = []
+    for concurrency in sorted({r["concurrency"] for r in results.get("assay", {}).get("runs", [])}):
+        assay, epicbox = rate("assay", concurrency), rate("epicbox", concurrency)
+        cheapest = rate("cheapest", concurrency)
+        if assay and epicbox:
+            lines.append(f"assay / epicbox at {concurrency}: {assay / epicbox:.2f}x")
+        if assay and cheapest:
+            lines.append(
+                f"assay / cheapest fresh container at {concurrency}: {assay / cheapest:.2f}x"
+            )
+        mine, theirs = cpu("assay", concurrency), cpu("epicbox", concurrency)
+        if mine and theirs:
+            lines.append(
+                f"assay / epicbox CPU per evaluation at {concurrency}: {mine / theirs:.2f}x"
+            )
+    batch, processes = rate("assay-batch"), rate("processes")
+    default = max(filter(None, (rate("assay", c) for c in (1, 4))), default=None)
+    if batch and default:
+        lines.append(f"assay batch / assay default (its best): {batch / default:.1f}x")
+    if batch and processes:
+        lines.append(f"assay batch / processes in one container: {batch / processes:.2f}x")
+    if lines:
+        print("\n" + "\n".join(lines))
 
 
 async def main() -> None:
@@ -220,6 +324,8 @@ async def main() -> None:
         try:
             if name == "assay":
                 results[name] = await run_assay(programs, args.concurrency)
+            elif name == "assay-batch":
+                results[name] = await run_assay_batch(programs)
             else:
                 results[name] = await asyncio.to_thread(run_peer, name, problems, args.concurrency)
         except Exception as exc:  # reported, and the run exits non-zero

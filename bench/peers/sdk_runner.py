@@ -60,6 +60,42 @@ def cpu_jiffies() -> int:
     return sum(fields[:8]) - fields[3] - fields[4]  # all but idle and iowait
 
 
+#: The long-lived processes whose CPU time is reported apart, by group; the rest (the
+#: shims, runc, the programs, the kernel's threads) is what the machine spent besides.
+PROCESS_GROUPS = ("dockerd", "containerd", "server", "client")
+
+
+def process_jiffies() -> dict[str, int]:
+    """CPU time so far (clock ticks) of each group of long-lived processes: ``dockerd``,
+    ``containerd``, ``server`` (an ``assay serve``) and ``client`` (this process)."""
+    totals = dict.fromkeys(PROCESS_GROUPS, 0)
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                comm, rest = stat.read().rsplit(")", 1)
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                argv = cmdline.read().split(b"\0")
+        except OSError:  # gone meanwhile
+            continue
+        name = comm.split("(", 1)[1]
+        group = (
+            "client"
+            if int(entry) == me
+            else name
+            if name in ("dockerd", "containerd")
+            else "server"
+            if b"assay" in argv and b"serve" in argv
+            else None
+        )
+        if group is not None:
+            fields = rest.split()
+            totals[group] += int(fields[11]) + int(fields[12])  # utime, stime
+    return totals
+
+
 @dataclass
 class Run:
     concurrency: int
@@ -73,6 +109,8 @@ class Run:
     client_cpu_seconds: float
     #: One message per evaluation that did not pass.
     failures: list[str]
+    #: CPU-seconds of each of PROCESS_GROUPS, and ``rest``: all the machine's busy time else.
+    breakdown: dict[str, float]
 
 
 def drive(
@@ -96,13 +134,18 @@ def drive(
             failures.append(f"{type(exc).__name__}: {str(exc)[:300]}")
         latencies.append(time.perf_counter() - began)
 
-    jiffies, client, began = cpu_jiffies(), time.process_time(), time.perf_counter()
+    groups, jiffies = process_jiffies(), cpu_jiffies()
+    client, began = time.process_time(), time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(one, programs))
     seconds = time.perf_counter() - began
     if restore is not None:
         restore()
-    busy = (cpu_jiffies() - jiffies) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    busy = (cpu_jiffies() - jiffies) / tick
+    after = process_jiffies()
+    breakdown = {group: (after[group] - groups[group]) / tick for group in PROCESS_GROUPS}
+    breakdown["rest"] = busy - sum(breakdown.values())
     return Run(
         concurrency,
         len(programs),
@@ -111,6 +154,7 @@ def drive(
         busy,
         time.process_time() - client,
         failures,
+        breakdown,
     )
 
 
