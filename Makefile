@@ -52,6 +52,7 @@ bench: bootstrap
 	$(BIN)/python bench/runtimes.py
 	$(BIN)/python bench/languages.py
 	$(BIN)/python bench/sandboxes.py
+	$(BIN)/python bench/fresh_sandbox_cpu.py
 	$(BIN)/python bench/humaneval_peers.py
 
 clean:
