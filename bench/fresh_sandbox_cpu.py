@@ -15,7 +15,6 @@ within one run: absolute figures on a shared machine are noisy.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import docker
 
 from assay.config import ExecutionSettings
 from assay.execution_engine.sandbox_spec import SANDBOX_UID
-from peers.sdk_runner import cpu_jiffies, process_jiffies
+from peers.sdk_runner import CpuClock
 
 SECCOMP = Path(__file__).parents[1] / "src/assay/execution_engine/seccomp.json"
 
@@ -83,17 +82,13 @@ def cycle(api: docker.APIClient, image: str, host: dict[str, Any], *, networking
 
 def measure(api: docker.APIClient, image: str, host: dict[str, Any], n: int, **how: bool) -> str:
     cycle(api, image, host, **how)
-    groups, jiffies, began = process_jiffies(), cpu_jiffies(), time.perf_counter()
+    clock, began = CpuClock(), time.perf_counter()
     for _ in range(n):
         cycle(api, image, host, **how)
-    wall = (time.perf_counter() - began) / n
-    tick = os.sysconf("SC_CLK_TCK")
-    busy = (cpu_jiffies() - jiffies) / tick / n
-    after = process_jiffies()
-    share = {g: (after[g] - groups[g]) / tick / n for g in ("dockerd", "containerd", "client")}
-    rest = busy - sum(share.values())
-    cells = [wall, busy, share["dockerd"], share["containerd"], share["client"], rest]
-    return "".join(f"{value * 1000:>11.1f}" for value in cells)
+    wall = time.perf_counter() - began
+    busy, share = clock.read()  # no server here: its share is 0, the rest is what it was
+    cells = [wall, busy, share["dockerd"], share["containerd"], share["client"], share["rest"]]
+    return "".join(f"{value / n * 1000:>11.1f}" for value in cells)
 
 
 def main() -> None:

@@ -35,10 +35,9 @@ from sdk_runner import (
     MEMORY_MB,
     PIDS,
     TIMEOUT_SECONDS,
+    CpuClock,
     Run,
-    cpu_jiffies,
     load_programs,
-    process_jiffies,
     run_as_script,
 )
 
@@ -120,14 +119,11 @@ def processes(image: str, programs: list[str], concurrency: int) -> Run:
             info.size, info.mode = len(data), 0o644
             tar.addfile(info, io.BytesIO(data))
         api.put_archive(container, "/tmp", archive.getvalue())  # noqa: S108  (in the container)
-        groups, jiffies = process_jiffies(), cpu_jiffies()
-        client, began = time.process_time(), time.perf_counter()
+        clock, client, began = CpuClock(), time.process_time(), time.perf_counter()
         api.start(container)
         code = api.wait(container)["StatusCode"]
         seconds = time.perf_counter() - began
-        tick = os.sysconf("SC_CLK_TCK")
-        busy = (cpu_jiffies() - jiffies) / tick
-        after = process_jiffies()
+        busy, breakdown = clock.read()
         output = api.logs(container, stdout=True, stderr=False)
         if code != 0:
             errors = api.logs(container, stdout=False, stderr=True).decode(errors="replace")
@@ -135,8 +131,6 @@ def processes(image: str, programs: list[str], concurrency: int) -> Run:
     finally:
         api.remove_container(container, force=True)
     report = json.loads(output)
-    breakdown = {group: (after[group] - groups[group]) / tick for group in groups}
-    breakdown["rest"] = busy - sum(breakdown.values())
     return Run(
         concurrency,
         len(programs),

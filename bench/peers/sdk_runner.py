@@ -96,6 +96,22 @@ def process_jiffies() -> dict[str, int]:
     return totals
 
 
+class CpuClock:
+    """The machine's busy CPU time since it was made, and each process group's share."""
+
+    def __init__(self) -> None:
+        self._groups, self._jiffies = process_jiffies(), cpu_jiffies()
+
+    def read(self) -> tuple[float, dict[str, float]]:
+        """Busy CPU-seconds so far, and those of each of PROCESS_GROUPS and ``rest``."""
+        tick = os.sysconf("SC_CLK_TCK")
+        busy = (cpu_jiffies() - self._jiffies) / tick
+        after = process_jiffies()
+        breakdown = {group: (after[group] - self._groups[group]) / tick for group in after}
+        breakdown["rest"] = busy - sum(breakdown.values())
+        return busy, breakdown
+
+
 @dataclass
 class Run:
     concurrency: int
@@ -134,18 +150,13 @@ def drive(
             failures.append(f"{type(exc).__name__}: {str(exc)[:300]}")
         latencies.append(time.perf_counter() - began)
 
-    groups, jiffies = process_jiffies(), cpu_jiffies()
-    client, began = time.process_time(), time.perf_counter()
+    clock, client, began = CpuClock(), time.process_time(), time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(one, programs))
     seconds = time.perf_counter() - began
     if restore is not None:
         restore()
-    tick = os.sysconf("SC_CLK_TCK")
-    busy = (cpu_jiffies() - jiffies) / tick
-    after = process_jiffies()
-    breakdown = {group: (after[group] - groups[group]) / tick for group in PROCESS_GROUPS}
-    breakdown["rest"] = busy - sum(breakdown.values())
+    busy, breakdown = clock.read()
     return Run(
         concurrency,
         len(programs),
