@@ -17,7 +17,16 @@ a 10 s limit, at concurrency 1 and 4. Runners:
 - ``assay``: ``assay serve`` in another process on loopback (local mode, default settings,
   SQLite in a temporary directory), ``POST /api/v1/evaluations?wait=60`` per problem through
   ``AssayClient.submit``; before each run every warm pool is full, and its CPU time
-  includes filling them again after it.
+  includes filling them again after it;
+- ``cheapest``: the cheapest fresh-container cycle Docker allows with the same limits (the
+  fresh-sandbox ceiling; bench/peers/ceiling_runner.py);
+- ``processes``: every program a plain process in one container, as many at a time as the
+  machine has CPUs (batch isolation's ceiling; ceiling_runner.py --processes);
+- ``assay-batch``: one batch of every program with ``isolation: "batch"``, until the last
+  verdict.
+
+A second table splits each run's CPU by process (dockerd, containerd, the server, the
+client, the rest), and the issue's ratios follow.
 
 The peers run in epicbox's venv (bench/peers/epicbox-venv creates it, outside the
 repository), each as a subprocess printing its runs as JSON; all runners are driven by the

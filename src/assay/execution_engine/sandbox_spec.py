@@ -146,7 +146,7 @@ def sandbox_spec(
         # Its own network namespace (NetworkMode none) holding only loopback, with none of
         # Docker's networking for it: no libnetwork prestart hook (a re-exec of dockerd per
         # start, half a fresh sandbox's CPU) and no /etc/hosts or /etc/resolv.conf bind
-        # mounts (the image has its own /etc/hosts).
+        # mounts (the image resolves `localhost` through nss-myhostname: image.py).
         "NetworkDisabled": True,
         # The program comes in on stdin. StdinOnce: Docker closes the sandbox's stdin when
         # our attach ends, and its PID 1 then ends everything; the sandbox's lifeline
