@@ -20,6 +20,7 @@ from assay.app import Platform
 from assay.config import Settings
 from assay.errors import EngineUnavailableError, NotFoundError, SandboxLostError
 from assay.execution_engine import ExecutionRequest
+from assay.queue import InProcessDoorbell
 from assay.storage import Evaluation, EvaluationStatus, Event, EventType, NewEvaluation, Storage
 from assay.storage import create_storage as open_storage
 from tests.fakes import FakeEngine, process_exists
@@ -384,3 +385,35 @@ async def test_a_batchs_programs_share_its_sandbox_and_no_other(settings: Settin
             [f"print('b1-{i}')" for i in range(3)],
             [f"print('b2-{i}')" for i in range(2)],
         ]
+
+
+async def test_a_ring_wakes_one_idle_worker_per_evaluation_and_a_notice_wakes_them_all() -> None:
+    """Every claim that finds nothing costs a transaction: one evaluation queued here sends
+    one idle worker to claim it, not every worker; a notice from elsewhere sends all."""
+    claims: list[float] = []
+    claimed = asyncio.Event()
+
+    async def answer() -> bool:
+        claims.append(time.monotonic())
+        claimed.set()
+        return False  # nothing queued: back to idle
+
+    # Idle workers look by themselves only every 60 s here: every claim below is a ring's.
+    doorbell = InProcessDoorbell(idle_recheck_seconds=60)
+    await doorbell.start(answer, workers=3)
+    try:
+        await eventually(lambda: len(claims) == 3, "each worker's first look")
+        for rings, expected in ((1, 1), (2, 2), (5, 3)):
+            claims.clear()
+            claimed.clear()
+            doorbell.ring(rings)
+            await asyncio.wait_for(claimed.wait(), 1)
+            await asyncio.sleep(0.1)  # any further claim this ring caused
+            assert len(claims) == expected, (rings, claims)
+        claims.clear()
+        doorbell.wake()
+        await eventually(lambda: len(claims) == 3, "every idle worker claims on a notice")
+        await asyncio.sleep(0.1)
+        assert len(claims) == 3
+    finally:
+        await doorbell.stop()

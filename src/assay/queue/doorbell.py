@@ -45,11 +45,16 @@ class Doorbell(abc.ABC):
 
 
 class InProcessDoorbell(Doorbell):
-    """Workers in this process, each claiming in a loop: woken by a ring, a notice, or every
-    second (so work queued by a replica whose notice was lost is still found)."""
+    """Workers in this process, each claiming in a loop while it finds work: an idle one
+    claims again when a ring hands it a turn (a ring of ``count`` hands out ``count``
+    turns, so one evaluation wakes one worker, not all of them), on a notice (every idle
+    worker), or every second (so work queued by a replica whose notice was lost is still
+    found). Every claim that finds nothing costs a transaction."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, idle_recheck_seconds: float = _IDLE_RECHECK_SECONDS) -> None:
+        self._idle_recheck = idle_recheck_seconds
         self._event = asyncio.Event()
+        self._turns = 0
         self._loops: list[asyncio.Task[None]] = []
 
     async def start(self, answer: Answer, *, workers: int) -> None:
@@ -65,15 +70,31 @@ class InProcessDoorbell(Doorbell):
         self._loops = []
 
     def ring(self, count: int) -> None:
-        if count:
-            self._event.set()
+        self._hand_out(count)
 
     def wake(self) -> None:
-        self._event.set()
+        self._hand_out(len(self._loops))
+
+    def _hand_out(self, turns: int) -> None:
+        # More turns than workers would only be claims that find nothing.
+        self._turns = min(self._turns + turns, len(self._loops))
+        if self._turns:
+            self._event.set()
 
     async def _work(self, answer: Answer) -> None:
         while True:
+            while await answer():
+                pass
+            await self._idle()
+
+    async def _idle(self) -> None:
+        """Until this worker's turn comes, or it is time to look anyway."""
+        deadline = asyncio.get_running_loop().time() + self._idle_recheck
+        while not self._turns:
             self._event.clear()
-            if not await answer():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._event.wait(), _IDLE_RECHECK_SECONDS)
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._event.wait(), remaining)
+        self._turns -= 1

@@ -48,6 +48,8 @@ _ENGINE_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 #: Engine failures that no evaluation causes: the evaluation waits in the queue for a fix.
 _ENGINE_DOWN = (EngineUnavailableError, SandboxImageNotFoundError, RuntimeNotAvailableError)
 _WAKING = frozenset({EventType.QUEUED, EventType.REQUEUED})
+#: How many of the evaluations queued here are remembered until their own notice comes back.
+_OWN_NOTICES = 10_000
 _RE_READ = frozenset({EventType.FINISHED, EventType.CANCELLED, EventType.REQUEUED})
 
 
@@ -79,6 +81,9 @@ class StorageQueue(EvaluationQueue):
         self._tasks: list[asyncio.Task[None]] = []
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancel_requested: set[str] = set()
+        #: Evaluations queued here whose notice has not come back yet (their ring woke the
+        #: workers already; in insertion order, the oldest forgotten first).
+        self._queued_here: dict[str, None] = {}
         self._engine_failures = 0
         self._engine_ok = asyncio.Event()
         self._engine_ok.set()
@@ -125,6 +130,10 @@ class StorageQueue(EvaluationQueue):
                 exc.message, retry_after=self._settings.retry_after_seconds
             ) from exc
         created = sum(1 for _, is_new in results if is_new)
+        if self._settings.run_workers:
+            self._queued_here.update((e.id, None) for e, is_new in results if is_new)
+            while len(self._queued_here) > _OWN_NOTICES:
+                del self._queued_here[next(iter(self._queued_here))]
         self._metrics.submitted.inc(created)
         self._doorbell.ring(created)
         return results
@@ -234,7 +243,9 @@ class StorageQueue(EvaluationQueue):
                 notice = await subscription.next()
                 if notice is None:
                     continue
-                if notice.type in _WAKING:
+                if notice.type == EventType.QUEUED and notice.evaluation_id in self._queued_here:
+                    del self._queued_here[notice.evaluation_id]  # rung when it was queued
+                elif notice.type in _WAKING:
                     self._doorbell.wake()
                 elif notice.type == EventType.CANCEL_REQUESTED:
                     self._stop_run(notice.evaluation_id)
