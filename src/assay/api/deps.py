@@ -55,9 +55,10 @@ def _services(request: Request) -> Services:
 
 
 def _part(name: str) -> Any:
-    """A dependency on one of the services, by name."""
+    """A dependency on one of the services, by name (async: FastAPI runs a plain function
+    in its thread pool, a hop per dependency per request)."""
 
-    def get(request: Request) -> object:
+    async def get(request: Request) -> object:
         return getattr(_services(request), name)
 
     return Depends(get)
