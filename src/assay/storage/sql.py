@@ -286,6 +286,7 @@ class SqlStorage(Storage):
                         "retry later",
                     )
             now = _now()
+            connection = session.connection()
             for index, item, digest in fresh:
                 request = item.request
                 values = {
@@ -312,7 +313,6 @@ class SqlStorage(Storage):
                     "stderr_truncated": False,
                     "compile_output_truncated": False,
                 }
-                connection = session.connection()
                 row = connection.execute(_INSERT_EVALUATION, values).one()
                 if item.labels:
                     connection.execute(
